@@ -1,0 +1,55 @@
+"""Business conditions, each its own type; handlers/http.py alone maps them to HTTP."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    code = "domain_error"
+
+    def __init__(self, message: str, **data: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.data = data
+
+
+class ClubNotFound(DomainError):
+    code = "club_not_found"
+
+    def __init__(self, club_id: int) -> None:
+        super().__init__(f"club {club_id} does not exist", club_id=club_id)
+
+
+class ClubNotOpen(DomainError):
+    code = "club_not_open"
+
+    def __init__(self, club_id: int, status: str | None) -> None:
+        state = f"is {status}" if status else "has no current status"
+        super().__init__(
+            f"club {club_id} {state} and does not accept new subscriptions",
+            club_id=club_id,
+        )
+
+
+class AlreadySubscribed(DomainError):
+    code = "already_subscribed"
+
+    def __init__(self, club_id: int, subscription_id: str) -> None:
+        super().__init__(
+            f"this customer is already subscribed to club {club_id} "
+            f"(subscription {subscription_id}); use the status endpoint to change it",
+            subscription_id=subscription_id,
+        )
+
+
+class SubscriptionNotFound(DomainError):
+    code = "subscription_not_found"
+
+    def __init__(self, subscription_id: str) -> None:
+        super().__init__(f"subscription {subscription_id} does not exist")
+
+
+class SubscriptionNotEligible(DomainError):
+    code = "subscription_not_eligible"
+
+    def __init__(self, subscription_id: str, reason: str) -> None:
+        super().__init__(f"subscription {subscription_id} is not eligible for charging: {reason}")

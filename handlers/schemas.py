@@ -1,0 +1,118 @@
+"""Shapes of paths, queries and bodies at the edge; the domain never re-validates them."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
+
+from domain.model import SubscriptionStatus
+
+INT32_MAX = 2_147_483_647
+MAX_INTERVAL_DAYS = 36_500
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_INTEGER = re.compile(r"-?[0-9]{1,10}")
+
+
+def _printable(value: str) -> str:
+    # PostgreSQL rejects NUL in text, and no id or detail needs a control character.
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters")
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+def _iso_datetime(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(
+            "must be an ISO 8601 date-time such as 2019-02-18T12:25:56.563000"
+        ) from None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+    return parsed
+
+
+def _known_status(value: int) -> int:
+    if value not in SubscriptionStatus._value2member_map_:
+        raise ValueError("must be 1 (ACTIVE), 2 (CANCELLED) or 3 (PAUSED)")
+    return value
+
+
+OpaqueId = Annotated[
+    StrictStr,
+    Field(min_length=1, max_length=36, description="an opaque id: 1 to 36 characters"),
+    AfterValidator(_printable),
+]
+
+
+def club_id(raw: str | None) -> int:
+    """A club id from the path: a decimal integer that fits PostgreSQL's integer."""
+    if raw is None or not _INTEGER.fullmatch(raw) or abs(int(raw)) > INT32_MAX:
+        raise ValueError("club id must be an integer between -2147483648 and 2147483647")
+    return int(raw)
+
+
+class SubscribeBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    customer_id: OpaqueId = Field(description="the customer's id in the e-commerce platform")
+
+
+class StatusChangeBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    status_id: Annotated[StrictInt, AfterValidator(_known_status)] = Field(
+        description="1 ACTIVE, 2 CANCELLED, 3 PAUSED"
+    )
+    effect_date: Annotated[StrictStr, AfterValidator(_iso_datetime)] | None = Field(
+        default=None, description="ISO 8601, UTC when no offset is given; default now"
+    )
+    interval: StrictInt | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_INTERVAL_DAYS,
+        description="with PAUSED: days until an automatic return to ACTIVE",
+    )
+    details: Annotated[StrictStr, Field(max_length=256), AfterValidator(_no_nul)] | None = None
+
+    def status(self) -> SubscriptionStatus:
+        return SubscriptionStatus(self.status_id)
+
+    @model_validator(mode="after")
+    def _return_date_fits(self) -> StatusChangeBody:
+        if self.effect_date is not None and self.interval is not None:
+            try:
+                self.effect_date + timedelta(days=self.interval)
+            except OverflowError:
+                raise ValueError("effect_date plus interval is past the year 9999") from None
+        return self
+
+
+class EligibleQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    limit: int | None = Field(default=None, ge=1, le=10_000, description="page size")
+    after: OpaqueId | None = Field(default=None, description="the last id of the previous page")
+
+
+class OpaqueIdPath(BaseModel):
+    id: OpaqueId = Field(description="a subscription id from the path")

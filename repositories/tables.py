@@ -1,0 +1,113 @@
+"""SQLAlchemy mapping of the approved tables and of the tables this service adds.
+
+The approved tables are fixed (spec/data-model.md): defaults here are client-side only,
+and nothing here may add a constraint to them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Integer,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def _uuid() -> str:
+    return str(uuid.uuid4())
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Club(Base):
+    __tablename__ = "club"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str | None] = mapped_column(String(128))
+    store_sku: Mapped[int | None] = mapped_column(Integer)
+
+
+class ClubStatusLookup(Base):
+    __tablename__ = "club_status"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str | None] = mapped_column(String(128))
+
+
+class ClubStatusHistory(Base):
+    __tablename__ = "club_status_history"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=_uuid)
+    club_id: Mapped[int | None] = mapped_column(ForeignKey("club.id", ondelete="RESTRICT"))
+    club_status_id: Mapped[int | None] = mapped_column(
+        ForeignKey("club_status.id", ondelete="RESTRICT")
+    )
+    effect_date: Mapped[datetime | None] = mapped_column(DateTime, default=_utcnow)
+    create_date: Mapped[datetime | None] = mapped_column(DateTime, default=_utcnow)
+    details: Mapped[str | None] = mapped_column(String(256))
+
+
+class Subscription(Base):
+    __tablename__ = "subscription"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=_uuid)
+    club_id: Mapped[int | None] = mapped_column(ForeignKey("club.id", ondelete="RESTRICT"))
+    customer_store_id: Mapped[str | None] = mapped_column(String(36))
+    create_date: Mapped[datetime | None] = mapped_column(DateTime, default=_utcnow)
+
+
+class StatusLookup(Base):
+    __tablename__ = "status"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str | None] = mapped_column(String(128))
+
+
+class SubscriptionStatusHistory(Base):
+    __tablename__ = "subscription_status_history"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=_uuid)
+    subscription_id: Mapped[str | None] = mapped_column(
+        ForeignKey("subscription.id", ondelete="RESTRICT")
+    )
+    status_id: Mapped[int | None] = mapped_column(ForeignKey("status.id", ondelete="RESTRICT"))
+    effect_date: Mapped[datetime | None] = mapped_column(DateTime, default=_utcnow)
+    create_date: Mapped[datetime | None] = mapped_column(DateTime, default=_utcnow)
+    details: Mapped[str | None] = mapped_column(String(256))
+
+
+class SubscriptionClaim(Base):
+    """One row per (club, customer) that subscribed through the API: the subscribe lock."""
+
+    __tablename__ = "subscription_claim"
+    club_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_store_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    subscription_id: Mapped[str] = mapped_column(
+        ForeignKey("subscription.id", ondelete="CASCADE", deferrable=True, initially="DEFERRED"),
+        index=True,
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=_utcnow)
+
+
+class SupersededStatusChange(Base):
+    """Scheduled status rows that a later change superseded, moved out of the history."""
+
+    __tablename__ = "superseded_status_change"
+    audit_id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    history_id: Mapped[str] = mapped_column(String(36))
+    subscription_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    status_id: Mapped[int | None] = mapped_column(Integer)
+    effect_date: Mapped[datetime | None] = mapped_column(DateTime)
+    create_date: Mapped[datetime | None] = mapped_column(DateTime)
+    details: Mapped[str | None] = mapped_column(String(256))
+    superseded_at: Mapped[datetime] = mapped_column(DateTime)
+    superseded_by: Mapped[str | None] = mapped_column(String(36))
+    reason: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,102 @@
+"""A real PostgreSQL for the tests: the embedded one, or the server DATABASE_URL names.
+
+Each run gets a fresh database on that server, built by `alembic upgrade head`.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, text
+
+from alembic import command
+from common import clock, settings
+from repositories import database
+from scripts import devdb
+
+ROOT = Path(__file__).resolve().parent.parent
+APP_TABLES = (
+    "club, club_status_history, subscription, subscription_status_history, "
+    "subscription_claim, superseded_status_change"
+)
+
+
+def alembic_config() -> Config:
+    config = Config(str(ROOT / "alembic.ini"))
+    config.attributes["configure_logger"] = False
+    return config
+
+
+def migrate(url: str, revision: str = "head", down: bool = False) -> None:
+    previous = os.environ.get("DATABASE_URL")
+    os.environ["DATABASE_URL"] = url
+    try:
+        if down:
+            command.downgrade(alembic_config(), revision)
+        else:
+            command.upgrade(alembic_config(), revision)
+    finally:
+        if previous is None:
+            os.environ.pop("DATABASE_URL", None)
+        else:
+            os.environ["DATABASE_URL"] = previous
+
+
+@pytest.fixture(scope="session")
+def admin_url() -> str:
+    given = os.environ.get("DATABASE_URL")
+    if given:
+        return given
+    return devdb.server_url(ROOT / ".pgdata-test")
+
+
+@pytest.fixture(scope="session")
+def database_url(admin_url: str):
+    name = f"beerclub_test_{uuid.uuid4().hex[:10]}"
+    url = devdb.ensure_database(admin_url, name)
+    migrate(url)
+    os.environ["DATABASE_URL"] = url
+    os.environ["DB_POOL_SIZE"] = "20"
+    os.environ["DB_MAX_OVERFLOW"] = "10"
+    settings.get.cache_clear()
+    database.reset()
+    yield url
+    database.reset()
+    devdb.drop_database(admin_url, name)
+
+
+@pytest.fixture(scope="session")
+def db(database_url: str) -> Engine:
+    engine = create_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def clean_db(db: Engine) -> Engine:
+    with db.begin() as conn:
+        conn.execute(text(f"TRUNCATE {APP_TABLES} RESTART IDENTITY CASCADE"))
+    return db
+
+
+NOW = datetime(2026, 11, 21, 12, 0, 0)
+
+
+@pytest.fixture
+def now():
+    """Pin the clock for the test; returns a setter to move it."""
+    current = {"now": NOW}
+    clock.set_source(lambda: current["now"])
+
+    def move(to: datetime) -> datetime:
+        current["now"] = to
+        return to
+
+    move.value = lambda: current["now"]
+    yield move
+    clock.set_source(None)
