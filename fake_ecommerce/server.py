@@ -1,0 +1,523 @@
+"""A stdlib-only fake of the e-commerce platform's order API.
+
+Serves `POST /order/{request_id}` like the real platform, plus test helpers (`GET /orders`,
+`/control`) and fault injection. See README.md in this package for the HTTP contract.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import math
+import socket
+import socketserver
+import sys
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, TextIO, cast
+from urllib.parse import unquote, urlsplit
+
+DEFAULT_API_KEY = "local-api-key"
+DEFAULT_API_SECRET = "local-api-secret"  # noqa: S105 (local-only default, not a real secret)
+DEFAULT_SLOW_DELAY = 2.0
+MODES = ("normal", "fail", "reject", "slow", "drop", "garbage")
+GARBAGE_BODY = b"not json{"
+MAX_BODY_BYTES = 1024 * 1024
+_ORDER_PREFIX = "/order/"
+_CONTROL_FIELDS = frozenset({"mode", "delay", "times"})
+
+Json = dict[str, Any]
+
+
+class InvalidModeError(ValueError):
+    """A fault mode, delay or times value the fake does not understand."""
+
+
+class _BadRequestBodyError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What to answer to one request; `body is None` means: close without answering."""
+
+    status: int
+    body: bytes | None
+
+    @classmethod
+    def json(cls, status: int, payload: object) -> _Outcome:
+        return cls(status, json.dumps(payload).encode())
+
+    @classmethod
+    def drop(cls) -> _Outcome:
+        return cls(0, None)
+
+    @classmethod
+    def error(cls, status: int, message: str) -> _Outcome:
+        return cls.json(status, {"error": message})
+
+
+@dataclass
+class _GlobalMode:
+    mode: str = "normal"
+    delay: float = DEFAULT_SLOW_DELAY
+    times_left: int | None = None
+
+    def as_json(self) -> Json:
+        return {"mode": self.mode, "delay": self.delay, "times_left": self.times_left}
+
+
+def _utc_now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _parse_delay(value: object) -> float:
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise InvalidModeError(f"delay must be a number of seconds, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidModeError(f"delay must be a number of seconds, got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise InvalidModeError(f"delay must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def _validated_mode(mode: object, delay: object = None, times: object = None) -> _GlobalMode:
+    if not isinstance(mode, str) or mode not in MODES:
+        raise InvalidModeError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+    parsed_delay = DEFAULT_SLOW_DELAY if delay is None else _parse_delay(delay)
+    if times is not None and (isinstance(times, bool) or not isinstance(times, int) or times < 1):
+        raise InvalidModeError(f"times must be an integer >= 1 or omitted, got {times!r}")
+    if mode == "normal":
+        return _GlobalMode(delay=parsed_delay)
+    return _GlobalMode(mode=mode, delay=parsed_delay, times_left=times)
+
+
+def _parse_order_body(body: bytes) -> tuple[str, int]:
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ValueError("body must be a JSON object") from None
+    if not isinstance(payload, dict):
+        raise ValueError("body must be a JSON object")
+    customer_id = payload.get("customer_id")
+    if not isinstance(customer_id, str) or not customer_id.strip():
+        raise ValueError("customer_id must be a non-empty string")
+    sku_id = payload.get("sku_id")
+    # bool is a subclass of int, but `true` is not a SKU.
+    if isinstance(sku_id, bool) or not isinstance(sku_id, int):
+        raise ValueError("sku_id must be an integer")
+    return customer_id, sku_id
+
+
+def _printable(text: str) -> str:
+    return "".join(ch if ch.isprintable() else "?" for ch in text)
+
+
+class FakePlatform:
+    """One fake platform server; create it with `start()`."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        api_key: str = DEFAULT_API_KEY,
+        api_secret: str = DEFAULT_API_SECRET,
+        *,
+        log_stream: TextIO | None = None,
+    ) -> None:
+        self._api_key = api_key.encode()
+        self._api_secret = api_secret.encode()
+        self._log_stream = log_stream
+        self._lock = threading.Lock()
+        self._log_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._orders: list[Json] = []
+        self._orders_by_request_id: dict[str, Json] = {}
+        self._calls = 0
+        self._global_mode = _GlobalMode()
+        self._httpd = _Server((host, port), _Handler, self)
+        self._host = host
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> FakePlatform:
+        if self._stopping.is_set():
+            raise RuntimeError("a stopped FakePlatform cannot be restarted; start a new one")
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._httpd.serve_forever,
+                # A short poll keeps stop() fast; it only costs a wake-up every 50 ms.
+                kwargs={"poll_interval": 0.05},
+                name=f"fake-ecommerce:{self.port}",
+                daemon=True,
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join()
+        self._httpd.server_close()
+        self._httpd.close_open_connections()
+
+    def __enter__(self) -> FakePlatform:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # --- inspection and control ------------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    @property
+    def port(self) -> int:
+        return int(self._httpd.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self._host}:{self.port}"
+
+    @property
+    def orders(self) -> list[Json]:
+        """A snapshot of the orders created so far, oldest first."""
+        with self._lock:
+            return [dict(order) for order in self._orders]
+
+    @property
+    def calls(self) -> int:
+        """How many `POST /order/...` calls arrived, whatever their outcome (duplicates too)."""
+        with self._lock:
+            return self._calls
+
+    @property
+    def control(self) -> Json:
+        """The global fault mode, as `GET /control` shows it."""
+        with self._lock:
+            return self._global_mode.as_json()
+
+    def set_mode(self, mode: str, delay: float | None = None, times: int | None = None) -> Json:
+        """Set the global fault mode, like `POST /control`; raises InvalidModeError."""
+        new_mode = _validated_mode(mode, delay, times)
+        with self._lock:
+            self._global_mode = new_mode
+            return new_mode.as_json()
+
+    def reset(self) -> None:
+        """Forget all orders and calls and go back to normal mode."""
+        with self._lock:
+            self._orders.clear()
+            self._orders_by_request_id.clear()
+            self._calls = 0
+            self._global_mode = _GlobalMode()
+
+    # --- request handling (called from handler threads) -------------------------------------
+
+    def handle_order(self, request_id: str, headers: Message, body: bytes) -> _Outcome:
+        with self._lock:
+            self._calls += 1
+        auth_error = self._credentials_error(headers)
+        if auth_error is not None:
+            return _Outcome.error(401, auth_error)
+        try:
+            customer_id, sku_id = _parse_order_body(body)
+        except ValueError as exc:
+            return _Outcome.error(400, str(exc))
+        try:
+            mode, delay = self._take_mode(headers)
+        except InvalidModeError as exc:
+            return _Outcome.error(400, str(exc))
+
+        # An Event instead of time.sleep so that stop() does not wait for sleepers; once the
+        # server is stopping its sockets are closing, so there is nobody left to answer.
+        if mode == "slow" and self._stopping.wait(delay):
+            return _Outcome.drop()
+        if mode == "fail":
+            return _Outcome.error(500, "internal server error (injected fault)")
+        if mode == "reject":
+            return _Outcome.error(422, "payment declined")
+
+        order, created = self._create_or_get_order(request_id, customer_id, sku_id)
+        if mode == "drop":
+            return _Outcome.drop()
+        if mode == "garbage":
+            return _Outcome(200, GARBAGE_BODY)
+        if created:
+            return _Outcome.json(201, order)
+        return _Outcome.json(200, {**order, "duplicate": True})
+
+    def handle_control(self, body: bytes) -> _Outcome:
+        try:
+            payload = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return _Outcome.error(400, "body must be a JSON object")
+        if not isinstance(payload, dict):
+            return _Outcome.error(400, "body must be a JSON object")
+        unknown = sorted(set(payload) - _CONTROL_FIELDS)
+        if unknown:
+            return _Outcome.error(400, f"unknown field(s): {', '.join(unknown)}")
+        try:
+            new_mode = _validated_mode(
+                payload.get("mode"), payload.get("delay"), payload.get("times")
+            )
+        except InvalidModeError as exc:
+            return _Outcome.error(400, str(exc))
+        with self._lock:
+            self._global_mode = new_mode
+            return _Outcome.json(200, new_mode.as_json())
+
+    def log(self, line: str) -> None:
+        stream = self._log_stream if self._log_stream is not None else sys.stderr
+        with self._log_lock:
+            try:
+                stream.write(f"fake-ecommerce {_utc_now_iso()} {_printable(line)}\n")
+                stream.flush()
+            except (OSError, ValueError):
+                pass  # a closed log stream must not break request handling
+
+    def _credentials_error(self, headers: Message) -> str | None:
+        for name, expected in (("x-api-key", self._api_key), ("x-api-secret", self._api_secret)):
+            value = headers.get(name)
+            if value is None:
+                return f"missing {name} header"
+            # Constant-time comparison, like a real platform; never echo the value.
+            if not hmac.compare_digest(value.encode(), expected):
+                return f"invalid {name}"
+        return None
+
+    def _take_mode(self, headers: Message) -> tuple[str, float]:
+        header_mode = headers.get("x-fake-mode")
+        header_delay = headers.get("x-fake-delay")
+        delay = None if header_delay is None else _parse_delay(header_delay.strip())
+        if header_mode is not None:
+            mode = header_mode.strip().lower()
+            if mode not in MODES:
+                raise InvalidModeError(f"x-fake-mode must be one of {', '.join(MODES)}")
+            return mode, DEFAULT_SLOW_DELAY if delay is None else delay
+        with self._lock:
+            current = self._global_mode
+            mode, global_delay = current.mode, current.delay
+            if current.times_left is not None:
+                current.times_left -= 1
+                if current.times_left <= 0:
+                    self._global_mode = _GlobalMode()
+        return mode, global_delay if delay is None else delay
+
+    def _create_or_get_order(
+        self, request_id: str, customer_id: str, sku_id: int
+    ) -> tuple[Json, bool]:
+        with self._lock:
+            existing = self._orders_by_request_id.get(request_id)
+            if existing is not None:
+                return dict(existing), False
+            order: Json = {
+                "order_id": str(uuid.uuid4()),
+                "request_id": request_id,
+                "customer_id": customer_id,
+                "sku_id": sku_id,
+                "status": "charged",
+                "created_at": _utc_now_iso(),
+            }
+            self._orders.append(order)
+            self._orders_by_request_id[request_id] = order
+            return dict(order), True
+
+
+def start(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    api_key: str = DEFAULT_API_KEY,
+    api_secret: str = DEFAULT_API_SECRET,
+    *,
+    log_stream: TextIO | None = None,
+) -> FakePlatform:
+    """Start a fake platform in a daemon thread; port 0 picks a free port (see `.base_url`).
+
+    Request logs go to `log_stream`, or to whatever `sys.stderr` is at the time of writing.
+    """
+    return FakePlatform(host, port, api_key, api_secret, log_stream=log_stream).start()
+
+
+class _Server(ThreadingHTTPServer):
+    # Handler threads are daemons and are not joined: stop() must not wait for a slow request.
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        platform: FakePlatform,
+    ) -> None:
+        self.platform = platform
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(address, handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind calls socket.getfqdn(), a reverse DNS lookup that can take
+        # seconds in sandboxes; the fake never needs the name.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_open_connections(self) -> None:
+        # Keep-alive connections outlive serve_forever(); without this a stopped fake would
+        # still answer on connections that clients keep in their pools.
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "FakeEcommerce/1.0"
+
+    @property
+    def platform(self) -> FakePlatform:
+        return cast(_Server, self.server).platform
+
+    # --- routing ---------------------------------------------------------------------------
+
+    def do_GET(self) -> None:
+        path = self._route_path()
+        if path == "/health":
+            self._send(_Outcome.json(200, {"status": "ok"}))
+        elif path == "/orders":
+            self._send(_Outcome.json(200, self.platform.orders))
+        elif path == "/control":
+            self._send(_Outcome.json(200, self.platform.control))
+        else:
+            self._send(_Outcome.error(404, "not found"))
+
+    def do_POST(self) -> None:
+        body = self._read_body()
+        if body is None:
+            return
+        path = self._route_path()
+        if path.startswith(_ORDER_PREFIX):
+            raw_request_id = path[len(_ORDER_PREFIX) :]
+            if raw_request_id and "/" not in raw_request_id:
+                request_id = unquote(raw_request_id)
+                self._send(self.platform.handle_order(request_id, self.headers, body))
+                return
+        elif path == "/control":
+            self._send(self.platform.handle_control(body))
+            return
+        elif path == "/control/reset":
+            self.platform.reset()
+            self._send(_Outcome.json(200, self.platform.control))
+            return
+        self._send(_Outcome.error(404, "not found"))
+
+    def _method_not_allowed(self) -> None:
+        # The body is not read, so the connection cannot be reused.
+        self._send(_Outcome.error(405, "method not allowed"), close=True)
+
+    do_PUT = do_PATCH = do_DELETE = _method_not_allowed
+
+    # --- I/O helpers -----------------------------------------------------------------------
+
+    def _route_path(self) -> str:
+        path = urlsplit(self.path).path
+        return path.rstrip("/") if path != "/" else path
+
+    def _read_body(self) -> bytes | None:
+        """The request body, or None after answering an error for an unreadable one."""
+        try:
+            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                return self._read_chunked_body()
+            length_header = self.headers.get("Content-Length")
+            if length_header is None:
+                return b""
+            try:
+                length = int(length_header)
+            except ValueError:
+                raise _BadRequestBodyError(400, "invalid Content-Length") from None
+            if length < 0:
+                raise _BadRequestBodyError(400, "invalid Content-Length")
+            if length > MAX_BODY_BYTES:
+                raise _BadRequestBodyError(413, "request body too large")
+            return self.rfile.read(length)
+        except _BadRequestBodyError as exc:
+            self._send(_Outcome.error(exc.status, str(exc)), close=True)
+            return None
+
+    def _read_chunked_body(self) -> bytes:
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            size_line = self.rfile.readline(1024)
+            try:
+                size = int(size_line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                raise _BadRequestBodyError(400, "invalid chunked body") from None
+            if size == 0:
+                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass  # skip trailers
+                return b"".join(chunks)
+            total += size
+            if total > MAX_BODY_BYTES:
+                raise _BadRequestBodyError(413, "request body too large")
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline(1024)
+
+    def _send(self, outcome: _Outcome, *, close: bool = False) -> None:
+        if outcome.body is None:
+            # Drop: the request was processed but the client gets no answer at all.
+            self.close_connection = True
+            self.platform.log(f"{self.command} {self.path} dropped")
+            return
+        self.send_response(outcome.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(outcome.body)))
+        if close:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(outcome.body)
+
+    # --- logging: one line per request, never headers (x-api-secret must not leak) ----------
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        command = self.command or "-"
+        path = getattr(self, "path", "-")
+        self.platform.log(f"{command} {path} {int(code) if isinstance(code, int) else code}")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        self.platform.log(f"error: {format % args}")
