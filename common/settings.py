@@ -31,13 +31,16 @@ class DatabaseConfig(BaseModel):
     db_name: str
 
     def url(self) -> str:
+        # A host that is a directory is a Unix socket (as the embedded PostgreSQL uses).
+        socket = self.db_host.startswith("/")
         return URL.create(
             drivername=f"{self.database_type}+{self.driver}",
             username=self.db_user,
             password=self.db_password.get_secret_value() or None,
-            host=self.db_host,
+            host=None if socket else self.db_host,
             port=self.db_port,
             database=self.db_name,
+            query={"host": self.db_host} if socket else {},
         ).render_as_string(hide_password=False)
 
 

@@ -18,10 +18,10 @@ from pydantic import (
 
 from domain.model import SubscriptionStatus
 
-INT32_MAX = 2_147_483_647
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 MAX_INTERVAL_DAYS = 36_500
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_INTEGER = re.compile(r"-?[0-9]{1,10}")
+_INTEGER = re.compile(r"-?[0-9]{1,10}", re.ASCII)
 
 
 def _printable(value: str) -> str:
@@ -66,7 +66,7 @@ OpaqueId = Annotated[
 
 def club_id(raw: str | None) -> int:
     """A club id from the path: a decimal integer that fits PostgreSQL's integer."""
-    if raw is None or not _INTEGER.fullmatch(raw) or abs(int(raw)) > INT32_MAX:
+    if raw is None or not _INTEGER.fullmatch(raw) or not INT32_MIN <= int(raw) <= INT32_MAX:
         raise ValueError("club id must be an integer between -2147483648 and 2147483647")
     return int(raw)
 

@@ -1,0 +1,70 @@
+# The single entry point: `make run` serves the API with demo data, `make test` runs
+# everything against a real PostgreSQL. Both set up what they need on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: help install run serve test test-unit lint format package migrate demo-data db-url \
+        db-stop clean
+
+help:
+	@echo "make run        set up, start the embedded PostgreSQL, load demo data, serve on :3000"
+	@echo "make serve      the same without demo data (honours DATABASE_URL)"
+	@echo "make test       set up and run the whole test suite against a real PostgreSQL"
+	@echo "make test-unit  domain tests only (no database)"
+	@echo "make lint       ruff check and format check"
+	@echo "make format     ruff fix and format"
+	@echo "make package    npx serverless package (offline)"
+	@echo "make migrate    alembic upgrade head on DATABASE_URL or the embedded database"
+	@echo "make db-stop    stop the embedded PostgreSQL"
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(BIN)/.installed node_modules/.installed
+
+run: install
+	scripts/serve.sh --demo
+
+serve: install
+	scripts/serve.sh
+
+test: install
+	$(BIN)/pytest
+
+test-unit: $(BIN)/.installed
+	$(BIN)/pytest tests/unit
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(BIN)/.installed
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+package: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" npx --no-install serverless package
+
+db-url: $(BIN)/.installed
+	@$(BIN)/python -m scripts.devdb url
+
+migrate: $(BIN)/.installed
+	DATABASE_URL="$${DATABASE_URL:-$$($(BIN)/python -m scripts.devdb url)}" $(BIN)/alembic upgrade head
+
+demo-data: migrate
+	DATABASE_URL="$${DATABASE_URL:-$$($(BIN)/python -m scripts.devdb url)}" $(BIN)/python -m scripts.demo_data
+
+db-stop: $(BIN)/.installed
+	$(BIN)/python -m scripts.devdb stop
+	$(BIN)/python -m scripts.devdb stop --data .pgdata-test
+
+clean: db-stop
+	rm -rf $(VENV) node_modules .serverless .pgdata .pgdata-test

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Serve the API on localhost through serverless-offline, as `make run` and `make serve` do.
+#   scripts/serve.sh [--demo]
+# Uses DATABASE_URL when set; otherwise starts the embedded PostgreSQL under .pgdata/.
+# Starts the fake e-commerce platform unless ECOMM_BASE_URL is set.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+demo=false
+[[ "${1:-}" == "--demo" ]] && demo=true
+
+export PATH="$PWD/.venv/bin:$PATH"
+export PORT="${PORT:-3000}"
+export LAMBDA_PORT="${LAMBDA_PORT:-3002}"
+FAKE_ECOMM_PORT="${FAKE_ECOMM_PORT:-4010}"
+
+if [[ -z "${DATABASE_URL:-}" ]]; then
+  DATABASE_URL="$(python -m scripts.devdb url --data "${PGDATA_DIR:-.pgdata}" --db beerclub)"
+  export DATABASE_URL
+  echo "embedded PostgreSQL ready (data in ${PGDATA_DIR:-.pgdata}/)"
+fi
+
+alembic upgrade head
+if $demo; then
+  python -m scripts.demo_data
+fi
+
+children=()
+cleanup() {
+  for pid in "${children[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+if [[ -z "${ECOMM_BASE_URL:-}" ]]; then
+  export ECOMM_API_KEY="${ECOMM_API_KEY:-local-api-key}"
+  export ECOMM_API_SECRET="${ECOMM_API_SECRET:-local-api-secret}"
+  python -m fake_ecommerce --host 127.0.0.1 --port "$FAKE_ECOMM_PORT" \
+    --api-key "$ECOMM_API_KEY" --api-secret "$ECOMM_API_SECRET" &
+  children+=("$!")
+  export ECOMM_BASE_URL="http://127.0.0.1:$FAKE_ECOMM_PORT"
+fi
+
+base="http://localhost:$PORT"
+cat <<MSG
+
+The API will listen on $base (e-commerce platform: $ECOMM_BASE_URL). Try:
+  curl -s $base/subscription/eligible
+  curl -s -X POST $base/club/1/subscribe/ -H 'Content-Type: application/json' -d '{"customer_id": "new-customer-1"}'
+  curl -s -X POST $base/subscription/demo-sub-active-1/status/ -H 'Content-Type: application/json' -d '{"status_id": 3, "interval": 30, "details": "on holiday"}'
+Stop with Ctrl-C.
+
+MSG
+
+npx --no-install serverless offline start --noPrependStageInUrl &
+children+=("$!")
+wait "${children[-1]}"

@@ -1,0 +1,85 @@
+"""The local server that `make run` starts, called over HTTP like the website would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import zipfile
+
+import pytest
+import requests
+
+from tests.smoke.conftest import ROOT
+
+pytestmark = pytest.mark.smoke
+
+
+def test_eligible_lists_the_demo_subscriptions_that_are_due(local_server):
+    # Given the demo data
+    # When the billing operation asks for eligible subscriptions
+    answer = requests.get(f"{local_server['base']}/subscription/eligible", timeout=30)
+    # Then the active members of active and closed clubs are listed, by id
+    assert answer.status_code == 200
+    assert answer.json() == [
+        "demo-sub-active-1",
+        "demo-sub-active-2",
+        "demo-sub-active-3",
+        "demo-sub-closed-club",
+    ]
+
+
+def test_subscribe_then_pause_over_http_with_and_without_trailing_slash(local_server):
+    base = local_server["base"]
+    # Given the demo's active club 1
+    # When a new customer subscribes (trailing slash) and then again (no slash)
+    first = requests.post(f"{base}/club/1/subscribe/", json={"customer_id": "smoke-1"}, timeout=30)
+    again = requests.post(f"{base}/club/1/subscribe", json={"customer_id": "smoke-1"}, timeout=30)
+    # Then the first is created and the second refused, naming the first
+    assert first.status_code == 201, first.text
+    assert again.status_code == 409
+    assert again.json()["error"]["subscription_id"] == first.json()["id"]
+    # And pausing it for 30 days writes the pause and the automatic return
+    paused = requests.post(
+        f"{base}/subscription/{first.json()['id']}/status/",
+        json={"status_id": 3, "interval": 30},
+        timeout=30,
+    )
+    assert paused.status_code == 200
+    assert [row["status"] for row in paused.json()] == ["PAUSED", "ACTIVE"]
+
+
+def test_bad_input_over_http_is_a_clear_400(local_server):
+    # Given the local server
+    # When the body is not JSON
+    answer = requests.post(
+        f"{local_server['base']}/club/1/subscribe/",
+        data="{not json",
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
+    # Then 400 in the error envelope
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == "invalid_request"
+
+
+def test_serverless_package_builds_the_lambda_bundle_offline(tmp_path):
+    # Given the Serverless configuration
+    # When it is packaged without AWS credentials
+    result = subprocess.run(
+        ["npx", "--no-install", "serverless", "package", "--package", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+            "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}",
+        },
+    )
+    # Then the bundle holds the handlers, the domain and the dependencies, not the tests
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    names = zipfile.ZipFile(tmp_path / "beer-club-subscriptions.zip").namelist()
+    assert "handlers/subscribe.py" in names
+    assert "domain/subscriptions.py" in names
+    assert any(n.startswith("sqlalchemy/") for n in names)
+    assert not any(n.startswith("tests/") for n in names)
