@@ -53,3 +53,47 @@ class SubscriptionNotEligible(DomainError):
 
     def __init__(self, subscription_id: str, reason: str) -> None:
         super().__init__(f"subscription {subscription_id} is not eligible for charging: {reason}")
+
+
+class ChargeInProgress(DomainError):
+    code = "charge_in_progress"
+
+    def __init__(self, subscription_id: str, period: str) -> None:
+        super().__init__(
+            f"a charge of subscription {subscription_id} for {period} is in progress; "
+            "retry in a minute",
+            period=period,
+        )
+
+
+class PlatformError(DomainError):
+    """The e-commerce platform did not give a usable answer; the period stays chargeable.
+
+    `sent` says whether the request may have reached the platform (its outcome is then
+    unknown, and a retry must reuse the request id).
+    """
+
+    code = "platform_error"
+
+    def __init__(self, message: str, *, sent: bool = True, **data: object) -> None:
+        super().__init__(f"{message}; the month stays chargeable, retry later", **data)
+        self.sent = sent
+
+
+class PlatformFailed(PlatformError):
+    code = "platform_error"
+
+
+class PlatformUnreachable(PlatformError):
+    code = "platform_unreachable"
+
+
+class PlatformTimeout(PlatformError):
+    code = "platform_timeout"
+
+
+class PlatformNotConfigured(DomainError):
+    code = "platform_not_configured"
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"charging is not configured: {what}")

@@ -3,10 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from domain.model import StatusChange, Subscription
+
+if TYPE_CHECKING:
+    from domain.charges import Charge, ChargeState, ChargeTarget
+
+
+@dataclass(frozen=True)
+class PlatformAnswer:
+    """What the e-commerce platform answered: its status, its body as text, and as JSON."""
+
+    status: int
+    text: str
+    json: Any = None
+    is_json: bool = False
+
+
+class Ecommerce(Protocol):
+    def place_order(self, request_id: str, customer_id: str, sku_id: int) -> PlatformAnswer:
+        """POST /order/{request_id}; raises PlatformUnreachable or PlatformTimeout."""
+        ...
 
 
 class ClubRepository(Protocol):
@@ -51,10 +71,39 @@ class StatusHistoryRepository(Protocol):
         ...
 
 
+class ChargeRepository(Protocol):
+    def target(self, subscription_id: str, at: datetime) -> ChargeTarget | None: ...
+
+    def find_for_update(self, subscription_id: str, period: str) -> Charge | None: ...
+
+    def create_pending(
+        self, target: ChargeTarget, period: str, request_id: str, now: datetime
+    ) -> Charge | None:
+        """Insert the pending row, or return None if a concurrent one was inserted first."""
+        ...
+
+    def begin_attempt(
+        self, charge_id: int, request_id: str, target: ChargeTarget, now: datetime
+    ) -> Charge: ...
+
+    def record(
+        self,
+        charge: Charge,
+        state: ChargeState,
+        status: int | None,
+        body: str | None,
+        error: str | None,
+        now: datetime,
+    ) -> Charge | None:
+        """Store an attempt's outcome; None if a newer attempt has taken the row over."""
+        ...
+
+
 class UnitOfWork(Protocol):
     clubs: ClubRepository
     subscriptions: SubscriptionRepository
     history: StatusHistoryRepository
+    charges: ChargeRepository
 
     def __enter__(self) -> Self: ...
 

@@ -27,6 +27,11 @@ ERROR_STATUS: dict[type[errors.DomainError], int] = {
     errors.ClubNotOpen: 409,
     errors.AlreadySubscribed: 409,
     errors.SubscriptionNotEligible: 409,
+    errors.ChargeInProgress: 409,
+    errors.PlatformFailed: 502,
+    errors.PlatformUnreachable: 502,
+    errors.PlatformTimeout: 504,
+    errors.PlatformNotConfigured: 503,
 }
 
 Model = TypeVar("Model", bound=BaseModel)

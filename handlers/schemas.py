@@ -116,3 +116,10 @@ class EligibleQuery(BaseModel):
 
 class OpaqueIdPath(BaseModel):
     id: OpaqueId = Field(description="a subscription id from the path")
+
+
+class ChargePath(BaseModel):
+    id: OpaqueId = Field(description="the subscription to charge")
+    request_id: OpaqueId = Field(
+        description="the caller's idempotency key, sent to the platform as /order/{request_id}"
+    )

@@ -7,35 +7,61 @@ greatest id. Future-dated and NULL-dated rows do not count; no row means no stat
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, Select, select
+from sqlalchemy import ColumnElement, ScalarSelect, Select, select
 
 from repositories.tables import ClubStatusHistory, SubscriptionStatusHistory
 
 
-def _current(entity_col, status_col, history, at: datetime, entity_filter=None) -> Select:
-    stmt = (
-        select(entity_col.label("entity_id"), status_col.label("status_id"))
-        .distinct(entity_col)
-        .where(entity_col.is_not(None), history.effect_date <= at)
-        .order_by(
-            entity_col,
-            history.effect_date.desc(),
-            history.create_date.desc().nulls_last(),
-            history.id.desc(),
+@dataclass(frozen=True)
+class History:
+    table: Any
+    entity: Any
+    status: Any
+
+    def _ranked(self, at: datetime) -> Select:
+        h = self.table
+        return (
+            select(self.entity.label("entity_id"), self.status.label("status_id"))
+            .where(self.entity.is_not(None), h.effect_date <= at)
+            .order_by(
+                self.entity,
+                h.effect_date.desc(),
+                h.create_date.desc().nulls_last(),
+                h.id.desc(),
+            )
         )
-    )
-    if entity_filter is not None:
-        stmt = stmt.where(entity_filter)
-    return stmt
+
+    def current(self, at: datetime, where: ColumnElement[bool] | None = None) -> Select:
+        """(entity_id, status_id) of every entity with a current status at `at`."""
+        stmt = self._ranked(at).distinct(self.entity)
+        return stmt if where is None else stmt.where(where)
+
+    def status_of(self, entity: ColumnElement[Any], at: datetime) -> ScalarSelect:
+        """The current status of one entity (a correlated scalar subquery)."""
+        return (
+            self._ranked(at)
+            .with_only_columns(self.status)
+            .where(self.entity == entity)
+            .limit(1)
+            .scalar_subquery()
+        )
+
+
+SUBSCRIPTIONS = History(
+    SubscriptionStatusHistory,
+    SubscriptionStatusHistory.subscription_id,
+    SubscriptionStatusHistory.status_id,
+)
+CLUBS = History(ClubStatusHistory, ClubStatusHistory.club_id, ClubStatusHistory.club_status_id)
 
 
 def current_subscription_status(at: datetime, where: ColumnElement[bool] | None = None) -> Select:
-    h = SubscriptionStatusHistory
-    return _current(h.subscription_id, h.status_id, h, at, where)
+    return SUBSCRIPTIONS.current(at, where)
 
 
 def current_club_status(at: datetime, where: ColumnElement[bool] | None = None) -> Select:
-    h = ClubStatusHistory
-    return _current(h.club_id, h.club_status_id, h, at, where)
+    return CLUBS.current(at, where)

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -111,3 +112,39 @@ class SupersededStatusChange(Base):
     superseded_at: Mapped[datetime] = mapped_column(DateTime)
     superseded_by: Mapped[str | None] = mapped_column(String(36))
     reason: Mapped[str] = mapped_column(Text)
+
+
+class Charge(Base):
+    """The ledger: one row per subscription and billing period, written before calling out."""
+
+    __tablename__ = "charge"
+    __table_args__ = (UniqueConstraint("subscription_id", "period"),)
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    subscription_id: Mapped[str] = mapped_column(String(36))
+    period: Mapped[str] = mapped_column(String(16))
+    request_id: Mapped[str] = mapped_column(String(36))
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    customer_store_id: Mapped[str | None] = mapped_column(String(36))
+    store_sku: Mapped[int | None] = mapped_column(Integer)
+    platform_status: Mapped[int | None] = mapped_column(Integer)
+    platform_body: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+    last_attempt_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class ChargeAttempt(Base):
+    """Every call towards the platform and what came of it."""
+
+    __tablename__ = "charge_attempt"
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    charge_id: Mapped[int] = mapped_column(ForeignKey("charge.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    request_id: Mapped[str] = mapped_column(String(36))
+    started_at: Mapped[datetime] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    platform_status: Mapped[int | None] = mapped_column(Integer)
+    platform_body: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)

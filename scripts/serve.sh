@@ -48,6 +48,7 @@ The API will listen on $base (e-commerce platform: $ECOMM_BASE_URL). Try:
   curl -s $base/subscription/eligible
   curl -s -X POST $base/club/1/subscribe/ -H 'Content-Type: application/json' -d '{"customer_id": "new-customer-1"}'
   curl -s -X POST $base/subscription/demo-sub-active-1/status/ -H 'Content-Type: application/json' -d '{"status_id": 3, "interval": 30, "details": "on holiday"}'
+  curl -s -X POST $base/subscription/demo-sub-active-2/charge/demo-request-1
 Stop with Ctrl-C.
 
 MSG

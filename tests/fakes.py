@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import datetime
 
+from domain.charges import Charge, ChargeState, ChargeTarget
 from domain.model import StatusChange, Subscription, SubscriptionStatus
+from domain.ports import PlatformAnswer
 
 
 def current(rows: Iterable[tuple[datetime | None, datetime | None, str, int]], at: datetime):
@@ -106,6 +109,7 @@ class FakeUnitOfWork:
         self.clubs = FakeClubRepository()
         self.history = FakeStatusHistoryRepository()
         self.subscriptions = FakeSubscriptionRepository(self)
+        self.charges = FakeChargeRepository()
         self.commits = 0
 
     def __enter__(self) -> FakeUnitOfWork:
@@ -116,3 +120,76 @@ class FakeUnitOfWork:
 
     def commit(self) -> None:
         self.commits += 1
+
+
+class FakeChargeRepository:
+    def __init__(self) -> None:
+        self.targets: dict[str, ChargeTarget] = {}
+        self.rows: dict[tuple[str, str], Charge] = {}
+        self.attempts: list[tuple[int, int, str]] = []
+
+    def target(self, subscription_id, at):
+        return self.targets.get(subscription_id)
+
+    def find_for_update(self, subscription_id, period):
+        return self.rows.get((subscription_id, period))
+
+    def create_pending(self, target, period, request_id, now):
+        charge = Charge(
+            len(self.rows) + 1,
+            target.subscription_id,
+            period,
+            request_id,
+            ChargeState.PENDING,
+            1,
+            None,
+            None,
+            now,
+            now,
+            now,
+        )
+        self.rows[(target.subscription_id, period)] = charge
+        self.attempts.append((charge.id, 1, request_id))
+        return charge
+
+    def _by_id(self, charge_id):
+        return next(c for c in self.rows.values() if c.id == charge_id)
+
+    def begin_attempt(self, charge_id, request_id, target, now):
+        old = self._by_id(charge_id)
+        charge = replace(
+            old,
+            state=ChargeState.PENDING,
+            attempts=old.attempts + 1,
+            request_id=request_id,
+            updated_at=now,
+            last_attempt_at=now,
+        )
+        self.rows[(old.subscription_id, old.period)] = charge
+        self.attempts.append((charge.id, charge.attempts, request_id))
+        return charge
+
+    def record(self, charge, state, status, body, error, now):
+        current = self._by_id(charge.id)
+        if current.attempts != charge.attempts or current.state != ChargeState.PENDING:
+            return None
+        settled = replace(
+            current, state=state, platform_status=status, platform_body=body, updated_at=now
+        )
+        self.rows[(current.subscription_id, current.period)] = settled
+        return settled
+
+
+class FakeEcommerce:
+    """Answers from a script: PlatformAnswer values, or exceptions to raise."""
+
+    def __init__(self, *script) -> None:
+        self.script = list(script)
+        self.calls: list[tuple[str, str, int]] = []
+
+    def place_order(self, request_id, customer_id, sku_id):
+        self.calls.append((request_id, customer_id, sku_id))
+        outcome = self.script.pop(0) if self.script else PlatformAnswer(201, "{}", {}, True)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome

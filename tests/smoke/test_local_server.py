@@ -83,3 +83,17 @@ def test_serverless_package_builds_the_lambda_bundle_offline(tmp_path):
     assert "domain/subscriptions.py" in names
     assert any(n.startswith("sqlalchemy/") for n in names)
     assert not any(n.startswith("tests/") for n in names)
+
+
+def test_charge_over_http_reaches_the_fake_platform_once(local_server):
+    base = local_server["base"]
+    # Given the demo's active subscription and the fake platform started with the server
+    # When it is charged twice in the same month
+    first = requests.post(f"{base}/subscription/demo-sub-active-2/charge/smoke-1", timeout=30)
+    second = requests.post(f"{base}/subscription/demo-sub-active-2/charge/smoke-2", timeout=30)
+    # Then the first placed the order, the second replayed it, and the platform has one
+    assert first.status_code == 201, first.text
+    assert second.status_code == 200
+    assert second.json()["replayed"] is True
+    orders = requests.get(f"{local_server['fake']}/orders", timeout=10).json()
+    assert [o["request_id"] for o in orders] == ["smoke-1"]

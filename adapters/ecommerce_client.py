@@ -1,0 +1,85 @@
+"""The e-commerce platform over HTTP: POST {ECOMM_BASE_URL}/order/{request_id}."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import quote
+
+import orjson
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import NewConnectionError
+
+from domain.errors import PlatformTimeout, PlatformUnreachable
+from domain.ports import PlatformAnswer
+
+MAX_RECORDED_BODY = 64 * 1024
+
+
+def new_session() -> requests.Session:
+    session = requests.Session()
+    # No automatic retries: a POST is retried only by the ledger's rules, with the same id.
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=4, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def _never_sent(exc: requests.ConnectionError) -> bool:
+    """True when the connection itself failed, so the platform cannot have seen the order."""
+    reason = exc.args[0] if exc.args else None
+    reason = getattr(reason, "reason", reason)
+    return isinstance(reason, NewConnectionError) or isinstance(exc, requests.exceptions.SSLError)
+
+
+class HttpEcommerce:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        secret: Callable[[], str],
+        timeout_seconds: float,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
+        self._secret = secret
+        self.timeout = timeout_seconds
+        self.session = session or new_session()
+
+    def place_order(self, request_id: str, customer_id: str, sku_id: int) -> PlatformAnswer:
+        url = f"{self.base_url}/order/{quote(request_id, safe='')}"
+        headers = {
+            "x-api-key": self.api_key,
+            "x-api-secret": self._secret(),
+            "Content-Type": "application/json",
+        }
+        payload = orjson.dumps({"customer_id": customer_id, "sku_id": sku_id})
+        try:
+            response = self.session.post(
+                url, data=payload, headers=headers, timeout=self.timeout, allow_redirects=False
+            )
+        except requests.ConnectTimeout:
+            raise PlatformTimeout(
+                f"the e-commerce platform did not accept a connection within {self.timeout:g}s",
+                sent=False,
+            ) from None
+        except requests.Timeout:
+            raise PlatformTimeout(
+                f"the e-commerce platform did not answer within {self.timeout:g}s"
+            ) from None
+        except requests.ConnectionError as exc:
+            if _never_sent(exc):
+                raise PlatformUnreachable(
+                    "the e-commerce platform is unreachable", sent=False
+                ) from None
+            raise PlatformUnreachable(
+                "the connection to the e-commerce platform dropped before it answered"
+            ) from None
+        except requests.RequestException:
+            raise PlatformUnreachable("the e-commerce platform could not be called") from None
+        text = response.content[:MAX_RECORDED_BODY].decode("utf-8", errors="replace")
+        try:
+            return PlatformAnswer(response.status_code, text, orjson.loads(response.content), True)
+        except orjson.JSONDecodeError:
+            return PlatformAnswer(response.status_code, text)

@@ -1,0 +1,30 @@
+"""The e-commerce API secret: from the environment locally, from AWS in the cloud.
+
+In the cloud ECOMM_API_SECRET_ID names it: an SSM SecureString when it starts with "/",
+else a Secrets Manager secret. Powertools caches it per container (one fetch per hour).
+"""
+
+from __future__ import annotations
+
+from common.settings import Settings
+from domain.errors import PlatformNotConfigured
+
+CACHE_SECONDS = 3600
+
+
+def ecomm_api_secret(config: Settings) -> str:
+    if config.ecomm_api_secret is not None:
+        return config.ecomm_api_secret.get_secret_value()
+    name = config.ecomm_api_secret_id
+    if not name:
+        raise PlatformNotConfigured("set ECOMM_API_SECRET or ECOMM_API_SECRET_ID")
+    # Imported here: only the charge function pays for boto3.
+    from aws_lambda_powertools.utilities import parameters
+
+    if name.startswith("/"):
+        value = parameters.get_parameter(name, decrypt=True, max_age=CACHE_SECONDS)
+    else:
+        value = parameters.get_secret(name, max_age=CACHE_SECONDS)
+    if not value:
+        raise PlatformNotConfigured(f"the secret {name} is empty")
+    return str(value)
