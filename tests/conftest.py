@@ -100,3 +100,24 @@ def now():
     move.value = lambda: current["now"]
     yield move
     clock.set_source(None)
+
+
+@pytest.fixture
+def logs():
+    """The JSON log lines the Powertools logger writes during the test."""
+    import io
+    import json
+
+    from common.observability import logger
+
+    handler = logger.registered_handler
+    previous = handler.stream
+    buffer = io.StringIO()
+    handler.setStream(buffer)
+
+    def lines() -> list[dict]:
+        return [json.loads(line) for line in buffer.getvalue().splitlines() if line.strip()]
+
+    lines.text = buffer.getvalue
+    yield lines
+    handler.setStream(previous)

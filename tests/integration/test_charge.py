@@ -381,13 +381,16 @@ def test_charging_without_a_configured_secret_is_a_503(db, member, monkeypatch):
     assert body["error"]["code"] == "platform_not_configured"
 
 
-def test_the_secret_never_reaches_the_logs_or_the_answer(db, member, platform, capsys):
+def test_the_secret_never_reaches_the_logs_or_the_answer(db, member, platform, logs):
     # Given charges that succeed and that fail
     post(member["id"], "req-1")
     platform.set_mode("fail")
     other = builders.subscription(db, member["club"])
     _, body, _ = post(other, "req-2")
     # Then neither the logs nor the answers contain the secret
-    out = capsys.readouterr()
-    assert SECRET not in out.out + out.err
+    messages = [line["message"] for line in logs()]
+    assert "charge placed" in messages
+    assert "charge failed at the platform" in messages
+    assert SECRET not in logs.text()
+    assert member["customer"] not in logs.text()
     assert SECRET not in json.dumps(body)
