@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Self
 from domain.model import StatusChange, Subscription
 
 if TYPE_CHECKING:
+    from domain.audit import AuditEntry
     from domain.charges import Charge, ChargeState, ChargeTarget
 
 
@@ -77,7 +78,12 @@ class ChargeRepository(Protocol):
     def find_for_update(self, subscription_id: str, period: str) -> Charge | None: ...
 
     def create_pending(
-        self, target: ChargeTarget, period: str, request_id: str, now: datetime
+        self,
+        target: ChargeTarget,
+        period: str,
+        request_id: str,
+        now: datetime,
+        billing_date: datetime | None = None,
     ) -> Charge | None:
         """Insert the pending row, or return None if a concurrent one was inserted first."""
         ...
@@ -98,12 +104,25 @@ class ChargeRepository(Protocol):
         """Store an attempt's outcome; None if a newer attempt has taken the row over."""
         ...
 
+    def find_by_request_id(self, request_id: str, *, lock: bool = True) -> Charge | None: ...
+
+    def settle(
+        self, charge_id: int, state: ChargeState, reason: str | None, now: datetime
+    ) -> Charge: ...
+
+
+class AuditRepository(Protocol):
+    def add(self, entry: AuditEntry) -> None:
+        """Append one row; rows are never changed or removed."""
+        ...
+
 
 class UnitOfWork(Protocol):
     clubs: ClubRepository
     subscriptions: SubscriptionRepository
     history: StatusHistoryRepository
     charges: ChargeRepository
+    audit: AuditRepository
 
     def __enter__(self) -> Self: ...
 

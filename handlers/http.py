@@ -28,6 +28,8 @@ ERROR_STATUS: dict[type[errors.DomainError], int] = {
     errors.AlreadySubscribed: 409,
     errors.SubscriptionNotEligible: 409,
     errors.ChargeInProgress: 409,
+    errors.ChargeAbandoned: 409,
+    errors.InvalidWebhook: 400,
     errors.PlatformFailed: 502,
     errors.PlatformUnreachable: 502,
     errors.PlatformTimeout: 504,

@@ -7,6 +7,7 @@ from typing import Self
 from sqlalchemy.orm import Session, sessionmaker
 
 from repositories import database
+from repositories.audit import SqlAlchemyAuditRepository
 from repositories.charges import SqlAlchemyChargeRepository
 from repositories.clubs import SqlAlchemyClubRepository
 from repositories.subscriptions import (
@@ -27,6 +28,7 @@ class SqlAlchemyUnitOfWork:
         self.subscriptions = SqlAlchemySubscriptionRepository(self.session)
         self.history = SqlAlchemyStatusHistoryRepository(self.session)
         self.charges = SqlAlchemyChargeRepository(self.session)
+        self.audit = SqlAlchemyAuditRepository(self.session)
         return self
 
     def __exit__(self, *exc: object) -> None:
