@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, Self
@@ -11,6 +11,7 @@ from domain.model import StatusChange, Subscription
 
 if TYPE_CHECKING:
     from domain.audit import AuditEntry
+    from domain.billing import Candidate, CardReport, LedgerState
     from domain.charges import Charge, ChargeState, ChargeTarget
 
 
@@ -117,12 +118,31 @@ class AuditRepository(Protocol):
         ...
 
 
+class BillingRepository(Protocol):
+    def eligible(
+        self, at: datetime, club_statuses: Iterable[int], chunk: int
+    ) -> Iterator[list[Candidate]]:
+        """Eligible subscriptions with their schedule, streamed `chunk` rows at a time."""
+        ...
+
+    def count_eligible(self, at: datetime, club_statuses: Iterable[int]) -> int: ...
+
+    def ledger_states(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], LedgerState]:
+        """The ledger rows of these (subscription, period) pairs that exist."""
+        ...
+
+    def card_unavailable(self, customer_id: str | None) -> CardReport | None: ...
+
+    def report_card_unavailable(self, report: CardReport, event_id: str) -> None: ...
+
+
 class UnitOfWork(Protocol):
     clubs: ClubRepository
     subscriptions: SubscriptionRepository
     history: StatusHistoryRepository
     charges: ChargeRepository
     audit: AuditRepository
+    billing: BillingRepository
 
     def __enter__(self) -> Self: ...
 

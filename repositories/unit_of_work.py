@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from repositories import database
 from repositories.audit import SqlAlchemyAuditRepository
+from repositories.billing import SqlAlchemyBillingRepository
 from repositories.charges import SqlAlchemyChargeRepository
 from repositories.clubs import SqlAlchemyClubRepository
 from repositories.subscriptions import (
@@ -29,6 +30,7 @@ class SqlAlchemyUnitOfWork:
         self.history = SqlAlchemyStatusHistoryRepository(self.session)
         self.charges = SqlAlchemyChargeRepository(self.session)
         self.audit = SqlAlchemyAuditRepository(self.session)
+        self.billing = SqlAlchemyBillingRepository(self.session)
         return self
 
     def __exit__(self, *exc: object) -> None:
