@@ -117,3 +117,10 @@ class InvalidWebhook(DomainError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
+
+
+class WebhookNotConfigured(DomainError):
+    code = "webhooks_not_configured"
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"webhooks are not configured: {what}")

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from domain.audit import AuditEntry
     from domain.billing import Candidate, CardReport, LedgerState
     from domain.charges import Charge, ChargeState, ChargeTarget
+    from domain.webhooks import PlatformEvent
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,18 @@ class BillingRepository(Protocol):
     def report_card_unavailable(self, report: CardReport, event_id: str) -> None: ...
 
 
+class WebhookRepository(Protocol):
+    def add(self, event: PlatformEvent, now: datetime) -> bool:
+        """Store a new event as pending; False when its id was received before."""
+        ...
+
+    def mark_applied(self, event_id: str, now: datetime) -> None: ...
+
+    def pending_for(self, request_id: str) -> list[PlatformEvent]: ...
+
+    def add_refund(self, charge: Charge, event: PlatformEvent, now: datetime) -> None: ...
+
+
 class UnitOfWork(Protocol):
     clubs: ClubRepository
     subscriptions: SubscriptionRepository
@@ -143,6 +156,7 @@ class UnitOfWork(Protocol):
     charges: ChargeRepository
     audit: AuditRepository
     billing: BillingRepository
+    webhooks: WebhookRepository
 
     def __enter__(self) -> Self: ...
 

@@ -30,6 +30,7 @@ ERROR_STATUS: dict[type[errors.DomainError], int] = {
     errors.ChargeInProgress: 409,
     errors.ChargeAbandoned: 409,
     errors.InvalidWebhook: 400,
+    errors.WebhookNotConfigured: 503,
     errors.PlatformFailed: 502,
     errors.PlatformUnreachable: 502,
     errors.PlatformTimeout: 504,

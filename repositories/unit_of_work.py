@@ -15,6 +15,7 @@ from repositories.subscriptions import (
     SqlAlchemyStatusHistoryRepository,
     SqlAlchemySubscriptionRepository,
 )
+from repositories.webhooks import SqlAlchemyWebhookRepository
 
 
 class SqlAlchemyUnitOfWork:
@@ -31,6 +32,7 @@ class SqlAlchemyUnitOfWork:
         self.charges = SqlAlchemyChargeRepository(self.session)
         self.audit = SqlAlchemyAuditRepository(self.session)
         self.billing = SqlAlchemyBillingRepository(self.session)
+        self.webhooks = SqlAlchemyWebhookRepository(self.session)
         return self
 
     def __exit__(self, *exc: object) -> None:
