@@ -7,7 +7,8 @@ them. Running it twice the same day is harmless: the ledger keeps each period on
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -18,22 +19,36 @@ from common.observability import logger, metrics
 from domain import billing
 from repositories.unit_of_work import SqlAlchemyUnitOfWork
 
+SENDERS = 8
 
-def queue_due(queue: SqsBillingQueue) -> Counter[str]:
+
+def queue_due(queue: SqsBillingQueue, senders: int = SENDERS) -> Counter[str]:
+    """Queue every due subscription; several SendMessageBatch calls are in flight at once
+    (a million subscriptions are 100,000 calls), but never more than a few batches are
+    held in memory."""
     counts: Counter[str] = Counter()
+    in_flight: deque[Future[None]] = deque()
     batch: list[billing.BillingMessage] = []
-    for planned in billing.plan(SqlAlchemyUnitOfWork(), clock.now()):
-        if planned.message is None:
-            counts[str(planned.settled_as)] += 1
-            continue
-        batch.append(planned.message)
-        if len(batch) == BATCH_SIZE:
-            queue.send(batch)
-            counts["queued"] += len(batch)
-            batch = []
-    if batch:
-        queue.send(batch)
-        counts["queued"] += len(batch)
+    with ThreadPoolExecutor(max_workers=senders) as pool:
+
+        def send(messages: list[billing.BillingMessage]) -> None:
+            in_flight.append(pool.submit(queue.send, messages))
+            counts["queued"] += len(messages)
+            while len(in_flight) >= 2 * senders:
+                in_flight.popleft().result()
+
+        for planned in billing.plan(SqlAlchemyUnitOfWork(), clock.now()):
+            if planned.message is None:
+                counts[str(planned.settled_as)] += 1
+                continue
+            batch.append(planned.message)
+            if len(batch) == BATCH_SIZE:
+                send(batch)
+                batch = []
+        if batch:
+            send(batch)
+        while in_flight:
+            in_flight.popleft().result()
     return counts
 
 
