@@ -103,3 +103,18 @@ def test_the_audit_never_blocks_deleting_a_subscription(db, now, member, monkeyp
         )
         conn.execute(text("DELETE FROM subscription WHERE id = :s"), {"s": member["id"]})
     assert len(builders.audit(db, member["id"])) == 2
+
+
+def test_charges_through_the_endpoint_are_audited_as_the_endpoints(db, now, member, monkeypatch):
+    # Given a member charged through the charge endpoint
+    from tests.integration.test_billing_schedule import post
+
+    with platforms.running(monkeypatch):
+        assert post(member["id"], "by-hand")[0] == 201
+    # When its audit is read, Then the attempt and its outcome name the endpoint
+    assert [
+        (a["action"], a["actor"], a["request_id"]) for a in builders.audit(db, member["id"])
+    ] == [
+        ("charge_attempt", "charge-endpoint", "by-hand"),
+        ("charge_outcome", "charge-endpoint", "by-hand"),
+    ]
