@@ -6,6 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 
 .PHONY: help install run serve test test-unit lint format package migrate demo-data db-url \
+        billing-run \
         db-stop clean
 
 help:
@@ -16,6 +17,7 @@ help:
 	@echo "make lint       ruff check and format check"
 	@echo "make format     ruff fix and format"
 	@echo "make package    npx serverless package (offline)"
+	@echo "make billing-run  charge what is due now, locally (fake platform), with a summary"
 	@echo "make migrate    alembic upgrade head on DATABASE_URL or the embedded database"
 	@echo "make db-stop    stop the embedded PostgreSQL"
 
@@ -61,6 +63,9 @@ migrate: $(BIN)/.installed
 
 demo-data: migrate
 	DATABASE_URL="$${DATABASE_URL:-$$($(BIN)/python -m scripts.devdb url)}" $(BIN)/python -m scripts.demo_data
+
+billing-run: migrate
+	DATABASE_URL="$${DATABASE_URL:-$$($(BIN)/python -m scripts.devdb url)}" $(BIN)/python -m scripts.billing_run
 
 db-stop: $(BIN)/.installed
 	$(BIN)/python -m scripts.devdb stop

@@ -7,7 +7,7 @@ else a Secrets Manager secret. Powertools caches it per container (one fetch per
 from __future__ import annotations
 
 from common.settings import Settings
-from domain.errors import PlatformNotConfigured
+from domain.errors import PlatformNotConfigured, WebhookNotConfigured
 
 CACHE_SECONDS = 3600
 
@@ -27,4 +27,22 @@ def ecomm_api_secret(config: Settings) -> str:
         value = parameters.get_secret(name, max_age=CACHE_SECONDS)
     if not value:
         raise PlatformNotConfigured(f"the secret {name} is empty")
+    return str(value)
+
+
+def webhook_secret(config: Settings) -> str:
+    """The shared secret of the platform's webhooks: WEBHOOK_SECRET, or WEBHOOK_SECRET_ID."""
+    if config.webhook_secret is not None:
+        return config.webhook_secret.get_secret_value()
+    name = config.webhook_secret_id
+    if not name:
+        raise WebhookNotConfigured("set WEBHOOK_SECRET or WEBHOOK_SECRET_ID")
+    from aws_lambda_powertools.utilities import parameters
+
+    if name.startswith("/"):
+        value = parameters.get_parameter(name, decrypt=True, max_age=CACHE_SECONDS)
+    else:
+        value = parameters.get_secret(name, max_age=CACHE_SECONDS)
+    if not value:
+        raise WebhookNotConfigured(f"the secret {name} is empty")
     return str(value)

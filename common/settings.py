@@ -92,6 +92,21 @@ class Settings(BaseModel):
     )
     ecomm_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     charge_pending_timeout_seconds: int = Field(default=60, ge=1)
+    billing_queue_url: str | None = Field(
+        default=None, description="the SQS queue the billing run sends one message per charge to"
+    )
+    billing_retry_days: float = Field(
+        default=5, ge=0, le=60, description="days after a billing date a failed charge is retried"
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="the shared secret of the platform's webhooks (local)"
+    )
+    webhook_secret_id: str | None = Field(
+        default=None, description="SSM parameter name or Secrets Manager id of that secret"
+    )
+    webhook_tolerance_seconds: int = Field(
+        default=300, ge=1, le=3600, description="how old a webhook's timestamp may be"
+    )
 
     @field_validator("ecomm_base_url")
     @classmethod

@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from domain import errors
+from domain import audit, errors, schedules
+from domain.audit import Action, AuditEntry
 from domain.model import SHIPPING_CLUB_STATUSES, ClubStatus, SubscriptionStatus, status_name
 from domain.ports import Ecommerce, PlatformAnswer, UnitOfWork
 
@@ -24,6 +25,8 @@ class ChargeState(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     UNKNOWN = "unknown"
+    # The retry window closed without a successful charge: final, never sent again.
+    ABANDONED = "abandoned"
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,12 @@ class ChargeTarget:
     sku_id: int | None
     status_id: int | None
     club_status_id: int | None
+    schedule: schedules.Schedule = schedules.DEFAULT
+    # The subscription's create_date: the anchor of anniversary billing.
+    started: datetime | None = None
+
+    def period(self, now: datetime) -> schedules.Period:
+        return schedules.period_for(self.schedule, now, self.started)
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,8 @@ class Charge:
     created_at: datetime
     updated_at: datetime
     last_attempt_at: datetime
+    billing_date: datetime | None = None
+    failure_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -65,8 +76,8 @@ class ChargeResult:
 
 
 def billing_period(now: datetime) -> str:
-    """The UTC calendar month."""
-    return f"{now.year:04d}-{now.month:02d}"
+    """The UTC calendar month: the period of a club without a billing schedule."""
+    return schedules.period_for(schedules.DEFAULT, now, None).key
 
 
 def not_eligible_reason(target: ChargeTarget) -> str | None:
@@ -104,43 +115,62 @@ def charge(
     request_id: str,
     clock: Callable[[], datetime],
     pending_timeout: timedelta,
+    actor: str = audit.CHARGE_ENDPOINT,
 ) -> ChargeResult:
+    """Charge the subscription's current period (its club's schedule) exactly once."""
     now = clock()
     with uow:
         target = uow.charges.target(subscription_id, now)
         if target is None:
             raise errors.SubscriptionNotFound(subscription_id)
-        claimed = _claim(uow, target, billing_period(now), request_id, now, pending_timeout)
+        claimed = _claim(uow, target, target.period(now), request_id, now, pending_timeout)
         if isinstance(claimed, ChargeResult):
             return claimed
+        uow.audit.add(
+            AuditEntry(
+                Action.CHARGE_ATTEMPT,
+                actor,
+                now,
+                subscription_id,
+                claimed.period,
+                claimed.id,
+                claimed.request_id,
+                target.customer_id,
+                f"attempt {claimed.attempts}",
+            )
+        )
         uow.commit()
     # The pending row is committed: concurrent and retried requests now see it.
-    return _call_out(uow, platform, claimed, target, clock)
+    return _call_out(uow, platform, claimed, target, clock, actor)
 
 
 def _claim(
     uow: UnitOfWork,
     target: ChargeTarget,
-    period: str,
+    period: schedules.Period,
     request_id: str,
     now: datetime,
     pending_timeout: timedelta,
 ) -> Charge | ChargeResult:
     """The ledger row to call out with, or the recorded charge to replay."""
-    ledger = uow.charges.find_for_update(target.subscription_id, period)
+    ledger = uow.charges.find_for_update(target.subscription_id, period.key)
     if ledger is None:
         _require_eligible(target)
-        created = uow.charges.create_pending(target, period, request_id, now)
+        created = uow.charges.create_pending(
+            target, period.key, request_id, now, billing_date=period.billing_date
+        )
         if created is not None:
             return created
         # A concurrent request inserted the row first: judge what it committed.
-        ledger = uow.charges.find_for_update(target.subscription_id, period)
+        ledger = uow.charges.find_for_update(target.subscription_id, period.key)
     if ledger.state == ChargeState.SUCCEEDED:
         return ChargeResult(ledger)
+    if ledger.state == ChargeState.ABANDONED:
+        raise errors.ChargeAbandoned(target.subscription_id, period.key)
     _require_eligible(target)
     stale = ledger.state == ChargeState.PENDING and _is_stale(ledger, now, pending_timeout)
     if ledger.state == ChargeState.PENDING and not stale:
-        raise errors.ChargeInProgress(target.subscription_id, period)
+        raise errors.ChargeInProgress(target.subscription_id, period.key)
     return uow.charges.begin_attempt(
         ledger.id, _request_id_for_retry(ledger, request_id, stale), target, now
     )
@@ -152,22 +182,25 @@ def _call_out(
     ledger: Charge,
     target: ChargeTarget,
     clock: Callable[[], datetime],
+    actor: str,
 ) -> ChargeResult:
+    def record(state: ChargeState, status: int | None, body: str | None, error: str | None):
+        return _record(uow, ledger, state, status, body, error, clock(), actor)
+
     try:
         answer = platform.place_order(ledger.request_id, target.customer_id, target.sku_id)
     except errors.PlatformError as exc:
-        state = ChargeState.UNKNOWN if exc.sent else ChargeState.FAILED
-        _record(uow, ledger, state, None, None, exc.message, clock())
+        record(ChargeState.UNKNOWN if exc.sent else ChargeState.FAILED, None, None, exc.message)
         raise
     if not (200 <= answer.status < 300 or 400 <= answer.status < 500):
         # The platform may have created the order before failing: reuse the id next time.
-        _record(uow, ledger, ChargeState.UNKNOWN, answer.status, answer.text, None, clock())
+        record(ChargeState.UNKNOWN, answer.status, answer.text, None)
         raise errors.PlatformFailed(
             f"the e-commerce platform failed with HTTP {answer.status}",
             platform_status=answer.status,
         )
     state = ChargeState.SUCCEEDED if 200 <= answer.status < 300 else ChargeState.FAILED
-    recorded = _record(uow, ledger, state, answer.status, answer.text, None, clock())
+    recorded = record(state, answer.status, answer.text, None)
     return ChargeResult(recorded or ledger, answer)
 
 
@@ -179,9 +212,24 @@ def _record(
     body: str | None,
     error: str | None,
     now: datetime,
+    actor: str,
 ) -> Charge | None:
+    answer = f"HTTP {status}" if status is not None else (error or "no answer")
     with uow:
         recorded = uow.charges.record(ledger, state, status, body, error, now)
+        uow.audit.add(
+            AuditEntry(
+                Action.CHARGE_OUTCOME,
+                actor,
+                now,
+                ledger.subscription_id,
+                ledger.period,
+                ledger.id,
+                ledger.request_id,
+                details=f"attempt {ledger.attempts}: {state.value} ({answer})"
+                + ("" if recorded else "; the row had already been settled by a newer event"),
+            )
+        )
         uow.commit()
     return recorded
 

@@ -97,3 +97,30 @@ class PlatformNotConfigured(DomainError):
 
     def __init__(self, what: str) -> None:
         super().__init__(f"charging is not configured: {what}")
+
+
+class ChargeAbandoned(DomainError):
+    code = "charge_abandoned"
+
+    def __init__(self, subscription_id: str, period: str) -> None:
+        super().__init__(
+            f"billing gave up on subscription {subscription_id} for {period}: its retry "
+            "window closed without a successful charge",
+            period=period,
+        )
+
+
+class InvalidWebhook(DomainError):
+    """A signed webhook whose event cannot be understood."""
+
+    code = "invalid_event"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+class WebhookNotConfigured(DomainError):
+    code = "webhooks_not_configured"
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"webhooks are not configured: {what}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, Self
@@ -10,7 +10,10 @@ from typing import TYPE_CHECKING, Any, Protocol, Self
 from domain.model import StatusChange, Subscription
 
 if TYPE_CHECKING:
+    from domain.audit import AuditEntry
+    from domain.billing import Candidate, CardReport, LedgerState
     from domain.charges import Charge, ChargeState, ChargeTarget
+    from domain.webhooks import PlatformEvent
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,12 @@ class ChargeRepository(Protocol):
     def find_for_update(self, subscription_id: str, period: str) -> Charge | None: ...
 
     def create_pending(
-        self, target: ChargeTarget, period: str, request_id: str, now: datetime
+        self,
+        target: ChargeTarget,
+        period: str,
+        request_id: str,
+        now: datetime,
+        billing_date: datetime | None = None,
     ) -> Charge | None:
         """Insert the pending row, or return None if a concurrent one was inserted first."""
         ...
@@ -98,12 +106,57 @@ class ChargeRepository(Protocol):
         """Store an attempt's outcome; None if a newer attempt has taken the row over."""
         ...
 
+    def find_by_request_id(self, request_id: str, *, lock: bool = True) -> Charge | None: ...
+
+    def settle(
+        self, charge_id: int, state: ChargeState, reason: str | None, now: datetime
+    ) -> Charge: ...
+
+
+class AuditRepository(Protocol):
+    def add(self, entry: AuditEntry) -> None:
+        """Append one row; rows are never changed or removed."""
+        ...
+
+
+class BillingRepository(Protocol):
+    def eligible(
+        self, at: datetime, club_statuses: Iterable[int], chunk: int
+    ) -> Iterator[list[Candidate]]:
+        """Eligible subscriptions with their schedule, streamed `chunk` rows at a time."""
+        ...
+
+    def count_eligible(self, at: datetime, club_statuses: Iterable[int]) -> int: ...
+
+    def ledger_states(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], LedgerState]:
+        """The ledger rows of these (subscription, period) pairs that exist."""
+        ...
+
+    def card_unavailable(self, customer_id: str | None) -> CardReport | None: ...
+
+    def report_card_unavailable(self, report: CardReport, event_id: str) -> None: ...
+
+
+class WebhookRepository(Protocol):
+    def add(self, event: PlatformEvent, now: datetime) -> bool:
+        """Store a new event as pending; False when its id was received before."""
+        ...
+
+    def mark_applied(self, event_id: str, now: datetime) -> None: ...
+
+    def pending_for(self, request_id: str) -> list[PlatformEvent]: ...
+
+    def add_refund(self, charge: Charge, event: PlatformEvent, now: datetime) -> None: ...
+
 
 class UnitOfWork(Protocol):
     clubs: ClubRepository
     subscriptions: SubscriptionRepository
     history: StatusHistoryRepository
     charges: ChargeRepository
+    audit: AuditRepository
+    billing: BillingRepository
+    webhooks: WebhookRepository
 
     def __enter__(self) -> Self: ...
 

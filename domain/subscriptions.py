@@ -73,7 +73,10 @@ def change_status(
     interval_days: int | None = None,
     details: str | None = None,
     make_id: Callable[[], str] = new_id,
+    also: Callable[[UnitOfWork], None] | None = None,
 ) -> list[StatusChange]:
+    """Append a status change; `also` writes more in the same transaction (the billing
+    run closes its ledger row and audits the cancellation with it)."""
     effect = effect_date or now
     changes = [StatusChange(make_id(), subscription_id, status, effect, now, details)]
     if status == SubscriptionStatus.PAUSED and interval_days:
@@ -97,6 +100,8 @@ def change_status(
             reason=SUPERSEDED_REASON.format(new_id=changes[0].id),
         )
         uow.history.add(changes)
+        if also is not None:
+            also(uow)
         uow.commit()
     return changes
 

@@ -38,6 +38,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         # The default is not printed: --help must not show a secret taken from the environment.
         help="expected x-api-secret (default: $FAKE_ECOMM_API_SECRET or local-api-secret)",
     )
+    parser.add_argument(
+        "--webhook-url",
+        default=os.environ.get("FAKE_ECOMM_WEBHOOK_URL"),
+        help="send signed webhooks (payment outcomes, /control/webhook events) to this URL",
+    )
+    parser.add_argument(
+        "--webhook-secret",
+        default=os.environ.get("FAKE_ECOMM_WEBHOOK_SECRET"),
+        help="the shared secret that signs webhooks (default: $FAKE_ECOMM_WEBHOOK_SECRET)",
+    )
     return parser.parse_args(argv)
 
 
@@ -53,7 +63,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         platform = server.start(
-            host=args.host, port=args.port, api_key=args.api_key, api_secret=args.api_secret
+            host=args.host,
+            port=args.port,
+            api_key=args.api_key,
+            api_secret=args.api_secret,
+            webhook_url=args.webhook_url,
+            webhook_secret=args.webhook_secret,
         )
     except OSError as exc:
         print(

@@ -7,6 +7,7 @@ Serves `POST /order/{request_id}` like the real platform, plus test helpers (`GE
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import hmac
 import json
 import math
@@ -14,6 +15,9 @@ import socket
 import socketserver
 import sys
 import threading
+import time
+import urllib.error
+import urllib.request
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,6 +35,8 @@ GARBAGE_BODY = b"not json{"
 MAX_BODY_BYTES = 1024 * 1024
 _ORDER_PREFIX = "/order/"
 _CONTROL_FIELDS = frozenset({"mode", "delay", "times"})
+WEBHOOK_TYPES = ("payment-outcome", "refund", "card-unavailable")
+WEBHOOK_TIMEOUT = 5.0
 
 Json = dict[str, Any]
 
@@ -135,7 +141,12 @@ class FakePlatform:
         api_secret: str = DEFAULT_API_SECRET,
         *,
         log_stream: TextIO | None = None,
+        webhook_url: str | None = None,
+        webhook_secret: str | None = None,
     ) -> None:
+        self._webhook_url = webhook_url
+        self._webhook_secret = webhook_secret
+        self._webhooks: list[Json] = []
         self._api_key = api_key.encode()
         self._api_secret = api_secret.encode()
         self._log_stream = log_stream
@@ -214,6 +225,12 @@ class FakePlatform:
             return self._calls
 
     @property
+    def webhooks(self) -> list[Json]:
+        """Webhook deliveries so far (event, status answered or error), oldest first."""
+        with self._lock:
+            return [dict(w) for w in self._webhooks]
+
+    @property
     def control(self) -> Json:
         """The global fault mode, as `GET /control` shows it."""
         with self._lock:
@@ -261,6 +278,13 @@ class FakePlatform:
             return _Outcome.error(422, "payment declined")
 
         order, created = self._create_or_get_order(request_id, customer_id, sku_id)
+        if created and self._webhook_url:
+            # Like the real platform: the payment's outcome comes later, on its own.
+            threading.Thread(
+                target=self.emit,
+                args=("payment-outcome", {"request_id": request_id, "outcome": "success"}),
+                daemon=True,
+            ).start()
         if mode == "drop":
             return _Outcome.drop()
         if mode == "garbage":
@@ -288,6 +312,62 @@ class FakePlatform:
         with self._lock:
             self._global_mode = new_mode
             return _Outcome.json(200, new_mode.as_json())
+
+    # --- webhooks --------------------------------------------------------------------------
+
+    def emit(self, event_type: str, data: Json) -> Json:
+        """Send one signed webhook to the configured URL; returns the delivery record."""
+        if not self._webhook_url or not self._webhook_secret:
+            raise InvalidModeError("no webhook URL and secret configured (--webhook-url)")
+        if event_type not in WEBHOOK_TYPES:
+            raise InvalidModeError(f"type must be one of {', '.join(WEBHOOK_TYPES)}")
+        event = {
+            "event_id": f"evt_{uuid.uuid4().hex}",
+            "type": event_type,
+            "occurred_at": _utc_now_iso().replace("Z", "+00:00"),
+            "data": data,
+        }
+        body = json.dumps(event).encode()
+        timestamp = str(int(time.time()))
+        mac = hmac.new(
+            self._webhook_secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256
+        )
+        request = urllib.request.Request(  # noqa: S310 (a configured http(s) URL)
+            self._webhook_url,
+            data=body,
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                "X-Ecomm-Timestamp": timestamp,
+                "X-Ecomm-Signature": f"v1={mac.hexdigest()}",
+            },
+        )
+        delivery: Json = {"event": event, "status": None, "error": None}
+        try:
+            with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT) as response:  # noqa: S310
+                delivery["status"] = response.status
+        except urllib.error.HTTPError as exc:
+            delivery["status"] = exc.code
+        except (OSError, ValueError) as exc:
+            delivery["error"] = type(exc).__name__
+        with self._lock:
+            self._webhooks.append(delivery)
+        self.log(f"webhook {event_type} {event['event_id']} -> {delivery['status']}")
+        return delivery
+
+    def handle_emit(self, body: bytes) -> _Outcome:
+        try:
+            payload = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return _Outcome.error(400, "body must be a JSON object")
+        if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
+            return _Outcome.error(400, 'body must be a JSON object with a "type"')
+        data = {k: v for k, v in payload.items() if k != "type"}
+        try:
+            delivery = self.emit(payload["type"], data)
+        except InvalidModeError as exc:
+            return _Outcome.error(400, str(exc))
+        return _Outcome.json(200 if delivery["status"] else 502, delivery)
 
     def log(self, line: str) -> None:
         stream = self._log_stream if self._log_stream is not None else sys.stderr
@@ -353,12 +433,23 @@ def start(
     api_secret: str = DEFAULT_API_SECRET,
     *,
     log_stream: TextIO | None = None,
+    webhook_url: str | None = None,
+    webhook_secret: str | None = None,
 ) -> FakePlatform:
     """Start a fake platform in a daemon thread; port 0 picks a free port (see `.base_url`).
 
     Request logs go to `log_stream`, or to whatever `sys.stderr` is at the time of writing.
+    With `webhook_url` and `webhook_secret` it sends signed webhooks there.
     """
-    return FakePlatform(host, port, api_key, api_secret, log_stream=log_stream).start()
+    return FakePlatform(
+        host,
+        port,
+        api_key,
+        api_secret,
+        log_stream=log_stream,
+        webhook_url=webhook_url,
+        webhook_secret=webhook_secret,
+    ).start()
 
 
 class _Server(ThreadingHTTPServer):
@@ -423,6 +514,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(_Outcome.json(200, self.platform.orders))
         elif path == "/control":
             self._send(_Outcome.json(200, self.platform.control))
+        elif path == "/webhooks":
+            self._send(_Outcome.json(200, self.platform.webhooks))
         else:
             self._send(_Outcome.error(404, "not found"))
 
@@ -439,6 +532,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return
         elif path == "/control":
             self._send(self.platform.handle_control(body))
+            return
+        elif path == "/control/webhook":
+            self._send(self.platform.handle_emit(body))
             return
         elif path == "/control/reset":
             self.platform.reset()

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from decimal import Decimal
+from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    RootModel,
     StrictInt,
     StrictStr,
     model_validator,
@@ -123,3 +125,69 @@ class ChargePath(BaseModel):
     request_id: OpaqueId = Field(
         description="the caller's idempotency key, sent to the platform as /order/{request_id}"
     )
+
+
+# --- webhooks from the e-commerce platform ---------------------------------------------
+
+EventId = Annotated[
+    StrictStr,
+    Field(min_length=1, max_length=128, description="the platform's unique event id"),
+    AfterValidator(_printable),
+]
+Reason = Annotated[StrictStr, Field(min_length=1, max_length=500), AfterValidator(_no_nul)]
+OccurredAt = Annotated[StrictStr, AfterValidator(_iso_datetime)] | None
+
+
+class PaymentOutcomeData(BaseModel):
+    request_id: OpaqueId = Field(description="the request id of the order we placed")
+    outcome: Literal["success", "failure"]
+    reason: Reason | None = None
+
+    @model_validator(mode="after")
+    def _failure_has_reason(self) -> PaymentOutcomeData:
+        if self.outcome == "failure" and not self.reason:
+            raise ValueError("a failure needs a reason")
+        return self
+
+
+class RefundData(BaseModel):
+    request_id: OpaqueId = Field(description="the request id of the refunded order")
+    reason: Reason
+    amount: Decimal | None = Field(default=None, ge=0, le=10**9, decimal_places=2)
+
+
+class CardUnavailableData(BaseModel):
+    customer_id: OpaqueId = Field(description="the customer's id in the e-commerce platform")
+    reason: Literal["expired", "cancelled"]
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    event_id: EventId
+    occurred_at: OccurredAt = None
+
+
+class PaymentOutcomeEvent(_Event):
+    type: Literal["payment-outcome"]
+    data: PaymentOutcomeData
+
+
+class RefundEvent(_Event):
+    type: Literal["refund"]
+    data: RefundData
+
+
+class CardUnavailableEvent(_Event):
+    type: Literal["card-unavailable"]
+    data: CardUnavailableData
+
+
+class WebhookBody(
+    RootModel[
+        Annotated[
+            PaymentOutcomeEvent | RefundEvent | CardUnavailableEvent, Field(discriminator="type")
+        ]
+    ]
+):
+    pass

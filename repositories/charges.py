@@ -6,10 +6,11 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
+from domain import schedules
 from domain.charges import Charge, ChargeState, ChargeTarget
 from repositories.status_rule import CLUBS, SUBSCRIPTIONS
+from repositories.tables import BillingSchedule, ChargeAttempt, Club
 from repositories.tables import Charge as ChargeRow
-from repositories.tables import ChargeAttempt, Club
 from repositories.tables import Subscription as SubscriptionRow
 
 _COLUMNS = (
@@ -24,7 +25,18 @@ _COLUMNS = (
     ChargeRow.created_at,
     ChargeRow.updated_at,
     ChargeRow.last_attempt_at,
+    ChargeRow.billing_date,
+    ChargeRow.failure_reason,
 )
+
+
+def schedule_of(interval: str | None, anniversary: bool | None) -> schedules.Schedule:
+    """A schedule row's values as the domain's Schedule (no row: the default)."""
+    try:
+        parsed = schedules.Interval(interval) if interval else schedules.Interval.MONTHLY
+    except ValueError:
+        parsed = schedules.Interval.MONTHLY
+    return schedules.Schedule(parsed, bool(anniversary))
 
 
 def _charge(row) -> Charge:
@@ -45,11 +57,18 @@ class SqlAlchemyChargeRepository:
                 Club.store_sku,
                 SUBSCRIPTIONS.status_of(SubscriptionRow.id, at),
                 CLUBS.status_of(SubscriptionRow.club_id, at),
+                BillingSchedule.interval,
+                BillingSchedule.anniversary,
+                SubscriptionRow.create_date,
             )
             .outerjoin(Club, Club.id == SubscriptionRow.club_id)
+            .outerjoin(BillingSchedule, BillingSchedule.club_id == SubscriptionRow.club_id)
             .where(SubscriptionRow.id == subscription_id)
         ).first()
-        return ChargeTarget(*row) if row else None
+        if row is None:
+            return None
+        *target, interval, anniversary, started = row
+        return ChargeTarget(*target, schedule_of(interval, anniversary), started)
 
     def find_for_update(self, subscription_id: str, period: str) -> Charge | None:
         row = self.session.execute(
@@ -60,7 +79,12 @@ class SqlAlchemyChargeRepository:
         return _charge(row) if row else None
 
     def create_pending(
-        self, target: ChargeTarget, period: str, request_id: str, now: datetime
+        self,
+        target: ChargeTarget,
+        period: str,
+        request_id: str,
+        now: datetime,
+        billing_date: datetime | None = None,
     ) -> Charge | None:
         row = self.session.execute(
             pg_insert(ChargeRow)
@@ -75,6 +99,7 @@ class SqlAlchemyChargeRepository:
                 created_at=now,
                 updated_at=now,
                 last_attempt_at=now,
+                billing_date=billing_date,
             )
             .on_conflict_do_nothing(index_elements=["subscription_id", "period"])
             .returning(*_COLUMNS)
@@ -99,6 +124,7 @@ class SqlAlchemyChargeRepository:
                 store_sku=target.sku_id,
                 updated_at=now,
                 last_attempt_at=now,
+                failure_reason=None,
             )
             .returning(*_COLUMNS)
         ).one()
@@ -149,3 +175,28 @@ class SqlAlchemyChargeRepository:
             .returning(*_COLUMNS)
         ).first()
         return _charge(row) if row else None
+
+    def find_by_request_id(self, request_id: str, *, lock: bool = True) -> Charge | None:
+        """The ledger row of an order we sent, by any request id one of its attempts used."""
+        stmt = select(*_COLUMNS).where(
+            (ChargeRow.request_id == request_id)
+            | ChargeRow.id.in_(
+                select(ChargeAttempt.charge_id).where(ChargeAttempt.request_id == request_id)
+            )
+        )
+        if lock:
+            stmt = stmt.with_for_update(of=ChargeRow)
+        row = self.session.execute(stmt.limit(1)).first()
+        return _charge(row) if row else None
+
+    def settle(
+        self, charge_id: int, state: ChargeState, reason: str | None, now: datetime
+    ) -> Charge:
+        """Set a row's state from outside an attempt (a platform event, the retry window)."""
+        row = self.session.execute(
+            update(ChargeRow)
+            .where(ChargeRow.id == charge_id)
+            .values(state=state.value, failure_reason=reason, updated_at=now)
+            .returning(*_COLUMNS)
+        ).one()
+        return _charge(row)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, insert, literal, select, update
+from sqlalchemy import Select, delete, insert, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -17,6 +17,25 @@ from repositories.tables import (
     SubscriptionStatusHistory,
     SupersededStatusChange,
 )
+
+
+def eligible_select(at: datetime, club_statuses: Iterable[int]) -> Select:
+    """SELECT subscription.id of the eligible subscriptions at `at`, in no order.
+
+    The one definition of the eligible set: the endpoint pages through it and the
+    billing run streams it (joining what else it needs on subscription.id).
+    """
+    subs = current_subscription_status(at).subquery()
+    clubs = current_club_status(at).subquery()
+    return (
+        select(SubscriptionRow.id)
+        .join(subs, subs.c.entity_id == SubscriptionRow.id)
+        .join(clubs, clubs.c.entity_id == SubscriptionRow.club_id)
+        .where(
+            subs.c.status_id == int(SubscriptionStatus.ACTIVE),
+            clubs.c.status_id.in_([int(s) for s in club_statuses]),
+        )
+    )
 
 
 class SqlAlchemySubscriptionRepository:
@@ -120,18 +139,7 @@ class SqlAlchemySubscriptionRepository:
         after: str | None,
         limit: int | None,
     ) -> list[str]:
-        subs = current_subscription_status(at).subquery()
-        clubs = current_club_status(at).subquery()
-        stmt = (
-            select(SubscriptionRow.id)
-            .join(subs, subs.c.entity_id == SubscriptionRow.id)
-            .join(clubs, clubs.c.entity_id == SubscriptionRow.club_id)
-            .where(
-                subs.c.status_id == int(SubscriptionStatus.ACTIVE),
-                clubs.c.status_id.in_([int(s) for s in club_statuses]),
-            )
-            .order_by(SubscriptionRow.id)
-        )
+        stmt = eligible_select(at, club_statuses).order_by(SubscriptionRow.id)
         if after is not None:
             stmt = stmt.where(SubscriptionRow.id > after)
         if limit is not None:

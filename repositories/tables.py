@@ -11,14 +11,17 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Identity,
     Integer,
+    Numeric,
     String,
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -132,6 +135,8 @@ class Charge(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
     last_attempt_at: Mapped[datetime] = mapped_column(DateTime)
+    billing_date: Mapped[datetime | None] = mapped_column(DateTime)
+    failure_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class ChargeAttempt(Base):
@@ -148,3 +153,66 @@ class ChargeAttempt(Base):
     platform_status: Mapped[int | None] = mapped_column(Integer)
     platform_body: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class BillingSchedule(Base):
+    """A club's billing schedule; a club without a row bills by calendar month."""
+
+    __tablename__ = "billing_schedule"
+    club_id: Mapped[int] = mapped_column(
+        ForeignKey("club.id", ondelete="CASCADE"), primary_key=True
+    )
+    interval: Mapped[str] = mapped_column(String(16), default="monthly")
+    anniversary: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=_utcnow)
+
+
+class ChargeRefund(Base):
+    __tablename__ = "charge_refund"
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    charge_id: Mapped[int] = mapped_column(ForeignKey("charge.id", ondelete="CASCADE"))
+    event_id: Mapped[str] = mapped_column(String(128), unique=True)
+    request_id: Mapped[str] = mapped_column(String(64))
+    amount: Mapped[float | None] = mapped_column(Numeric(12, 2))
+    reason: Mapped[str | None] = mapped_column(Text)
+    refunded_at: Mapped[datetime | None] = mapped_column(DateTime)
+    recorded_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class WebhookEvent(Base):
+    """Every platform event received, by id; 'pending' ones wait for what they refer to."""
+
+    __tablename__ = "webhook_event"
+    event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    type: Mapped[str] = mapped_column(String(32))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    customer_store_id: Mapped[str | None] = mapped_column(String(36))
+    payload: Mapped[dict] = mapped_column(JSONB)
+    state: Mapped[str] = mapped_column(String(16))
+    received_at: Mapped[datetime] = mapped_column(DateTime)
+    applied_at: Mapped[datetime | None] = mapped_column(DateTime)
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class CardUnavailable(Base):
+    __tablename__ = "card_unavailable"
+    customer_store_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(32))
+    reported_at: Mapped[datetime] = mapped_column(DateTime)
+    event_id: Mapped[str | None] = mapped_column(String(128))
+
+
+class BillingAudit(Base):
+    """Append-only: every money-related change and who or what caused it."""
+
+    __tablename__ = "billing_audit"
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    occurred_at: Mapped[datetime] = mapped_column(DateTime)
+    action: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(128))
+    subscription_id: Mapped[str | None] = mapped_column(String(36))
+    customer_store_id: Mapped[str | None] = mapped_column(String(36))
+    period: Mapped[str | None] = mapped_column(String(16))
+    charge_id: Mapped[int | None] = mapped_column(BigInteger)
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    details: Mapped[str | None] = mapped_column(Text)

@@ -7,12 +7,15 @@ from typing import Self
 from sqlalchemy.orm import Session, sessionmaker
 
 from repositories import database
+from repositories.audit import SqlAlchemyAuditRepository
+from repositories.billing import SqlAlchemyBillingRepository
 from repositories.charges import SqlAlchemyChargeRepository
 from repositories.clubs import SqlAlchemyClubRepository
 from repositories.subscriptions import (
     SqlAlchemyStatusHistoryRepository,
     SqlAlchemySubscriptionRepository,
 )
+from repositories.webhooks import SqlAlchemyWebhookRepository
 
 
 class SqlAlchemyUnitOfWork:
@@ -27,6 +30,9 @@ class SqlAlchemyUnitOfWork:
         self.subscriptions = SqlAlchemySubscriptionRepository(self.session)
         self.history = SqlAlchemyStatusHistoryRepository(self.session)
         self.charges = SqlAlchemyChargeRepository(self.session)
+        self.audit = SqlAlchemyAuditRepository(self.session)
+        self.billing = SqlAlchemyBillingRepository(self.session)
+        self.webhooks = SqlAlchemyWebhookRepository(self.session)
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -35,8 +35,11 @@ trap cleanup EXIT INT TERM
 if [[ -z "${ECOMM_BASE_URL:-}" ]]; then
   export ECOMM_API_KEY="${ECOMM_API_KEY:-local-api-key}"
   export ECOMM_API_SECRET="${ECOMM_API_SECRET:-local-api-secret}"
+  # The fake sends signed webhooks (payment outcomes, /control/webhook events) back to us.
+  export WEBHOOK_SECRET="${WEBHOOK_SECRET:-local-webhook-secret}"
   python -m fake_ecommerce --host 127.0.0.1 --port "$FAKE_ECOMM_PORT" \
-    --api-key "$ECOMM_API_KEY" --api-secret "$ECOMM_API_SECRET" &
+    --api-key "$ECOMM_API_KEY" --api-secret "$ECOMM_API_SECRET" \
+    --webhook-url "http://127.0.0.1:$PORT/webhooks/ecommerce" --webhook-secret "$WEBHOOK_SECRET" &
   children+=("$!")
   export ECOMM_BASE_URL="http://127.0.0.1:$FAKE_ECOMM_PORT"
 fi
@@ -49,6 +52,8 @@ The API will listen on $base (e-commerce platform: $ECOMM_BASE_URL). Try:
   curl -s -X POST $base/club/1/subscribe/ -H 'Content-Type: application/json' -d '{"customer_id": "new-customer-1"}'
   curl -s -X POST $base/subscription/demo-sub-active-1/status/ -H 'Content-Type: application/json' -d '{"status_id": 3, "interval": 30, "details": "on holiday"}'
   curl -s -X POST $base/subscription/demo-sub-active-2/charge/demo-request-1
+  curl -s localhost:$FAKE_ECOMM_PORT/webhooks     # the platform's signed webhooks back to us
+  make billing-run                               # charge everything due now
 Stop with Ctrl-C.
 
 MSG

@@ -123,3 +123,32 @@ def history(db: Engine, sub_id: str) -> list[tuple]:
                 {"s": sub_id},
             )
         )
+
+
+def billing_schedule(
+    db: Engine, club_id: int, interval: str = "monthly", anniversary: bool = False
+) -> None:
+    with db.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO billing_schedule (club_id, interval, anniversary) VALUES (:c, :i, :a)"
+            ),
+            {"c": club_id, "i": interval, "a": anniversary},
+        )
+
+
+def subscription_started(db: Engine, sub_id: str, create_date: datetime | None) -> None:
+    with db.begin() as conn:
+        conn.execute(
+            text("UPDATE subscription SET create_date = :cd WHERE id = :id"),
+            {"cd": create_date, "id": sub_id},
+        )
+
+
+def audit(db: Engine, sub_id: str) -> list[dict]:
+    with db.connect() as conn:
+        rows = conn.execute(
+            text("SELECT * FROM billing_audit WHERE subscription_id = :s ORDER BY id"),
+            {"s": sub_id},
+        ).mappings()
+        return [dict(r) for r in rows]

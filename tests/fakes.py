@@ -110,6 +110,7 @@ class FakeUnitOfWork:
         self.history = FakeStatusHistoryRepository()
         self.subscriptions = FakeSubscriptionRepository(self)
         self.charges = FakeChargeRepository()
+        self.audit = FakeAuditRepository()
         self.commits = 0
 
     def __enter__(self) -> FakeUnitOfWork:
@@ -134,7 +135,7 @@ class FakeChargeRepository:
     def find_for_update(self, subscription_id, period):
         return self.rows.get((subscription_id, period))
 
-    def create_pending(self, target, period, request_id, now):
+    def create_pending(self, target, period, request_id, now, billing_date=None):
         charge = Charge(
             len(self.rows) + 1,
             target.subscription_id,
@@ -147,6 +148,7 @@ class FakeChargeRepository:
             now,
             now,
             now,
+            billing_date,
         )
         self.rows[(target.subscription_id, period)] = charge
         self.attempts.append((charge.id, 1, request_id))
@@ -178,6 +180,14 @@ class FakeChargeRepository:
         )
         self.rows[(current.subscription_id, current.period)] = settled
         return settled
+
+
+class FakeAuditRepository:
+    def __init__(self) -> None:
+        self.entries: list = []
+
+    def add(self, entry) -> None:
+        self.entries.append(entry)
 
 
 class FakeEcommerce:

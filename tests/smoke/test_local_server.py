@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 import zipfile
 
 import pytest
@@ -97,3 +98,34 @@ def test_charge_over_http_reaches_the_fake_platform_once(local_server):
     assert second.json()["replayed"] is True
     orders = requests.get(f"{local_server['fake']}/orders", timeout=10).json()
     assert [o["request_id"] for o in orders] == ["smoke-1"]
+
+
+def test_make_run_closes_the_loop_with_signed_webhooks(local_server):
+    base, fake = local_server["base"], local_server["fake"]
+    # Given the demo's third active subscription, charged over HTTP
+    charged = requests.post(f"{base}/subscription/demo-sub-active-3/charge/smoke-loop", timeout=30)
+    assert charged.status_code == 201, charged.text
+
+    # When the fake platform reports the payment and then a refund, signed, to our webhook URL
+    def ours() -> list[dict]:
+        sent = requests.get(f"{fake}/webhooks", timeout=10).json()
+        return [d for d in sent if d["event"]["data"].get("request_id") == "smoke-loop"]
+
+    deadline = time.monotonic() + 30
+    while not ours():
+        assert time.monotonic() < deadline, "no webhook was sent"
+        time.sleep(0.2)
+    refund = requests.post(
+        f"{fake}/control/webhook",
+        json={"type": "refund", "request_id": "smoke-loop", "reason": "smoke test"},
+        timeout=30,
+    )
+    # Then our API accepted both
+    assert refund.json()["status"] == 200
+    assert [(d["event"]["type"], d["status"]) for d in ours()] == [
+        ("payment-outcome", 200),
+        ("refund", 200),
+    ]
+    # And an unsigned event is refused
+    forged = requests.post(f"{base}/webhooks/ecommerce", json={"event_id": "x"}, timeout=30)
+    assert forged.status_code == 401

@@ -1,0 +1,39 @@
+"""The append-only record of every money-related change, and who or what caused it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+
+class Action(StrEnum):
+    CHARGE_ATTEMPT = "charge_attempt"
+    CHARGE_OUTCOME = "charge_outcome"
+    PAYMENT_OUTCOME = "payment_outcome"
+    REFUND = "refund"
+    CARD_UNAVAILABLE = "card_unavailable"
+    CANCELLATION = "cancellation"
+    ABANDONED = "abandoned"
+
+
+# Who caused a change: the charge endpoint (its caller), the billing run, or the platform.
+CHARGE_ENDPOINT = "charge-endpoint"
+BILLING_RUN = "billing-run"
+
+
+def webhook(event_id: str) -> str:
+    return f"webhook:{event_id}"[:128]
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    action: Action
+    actor: str
+    occurred_at: datetime
+    subscription_id: str | None = None
+    period: str | None = None
+    charge_id: int | None = None
+    request_id: str | None = None
+    customer_id: str | None = None
+    details: str | None = None
