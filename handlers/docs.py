@@ -2,8 +2,9 @@
 
 Swagger UI's assets are the ones the pinned aws-lambda-powertools wheel ships (it serves
 them for its own `enable_swagger`): already a run-time dependency, already in every Lambda
-bundle, and read from disk, so the page works offline and costs the package nothing. No API key is needed to read the page: the
-calls it makes ("Try it out") go to the API and need one like any other caller.
+bundle, and read from disk, so the page works offline and costs the package nothing.
+No API key is needed to read the page: the calls it makes ("Try it out") go to the API
+and need one like any other caller.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ LOCAL_SERVER = "\n  - url: http://localhost:3000\n"
 def _swagger_ui() -> Path:
     # Found through the import system, without importing Powertools' event handler package.
     spec = importlib.util.find_spec("aws_lambda_powertools")
-    assert spec is not None and spec.origin is not None
+    if spec is None or spec.origin is None:
+        raise RuntimeError("aws_lambda_powertools is not installed")
     return Path(spec.origin).parent / "event_handler" / "openapi" / "swagger_ui"
 
 
