@@ -52,7 +52,9 @@ def test_docs_page_and_document_need_no_api_key_and_load_nothing_from_outside(lo
     assert {**served, "servers": None} == {**original, "servers": None}
 
 
-def test_swagger_ui_lists_every_endpoint_and_tries_eligible_in_headless_chromium(local_server):
+def test_swagger_ui_lists_every_endpoint_and_tries_eligible_in_headless_chromium(
+    local_server, tmp_path
+):
     browser = chromium()
     # Given the local server and Debian's Chromium driven by playwright-core
     # When the docs are opened, the billing key entered through "Authorize", and
@@ -65,11 +67,18 @@ def test_swagger_ui_lists_every_endpoint_and_tries_eligible_in_headless_chromium
             BILLING_KEY,
             str(SCREENSHOT),
         ],
-        cwd=ROOT,
+        # Chromium's own files (dconf, caches) go to the test's folder, not the work tree.
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=180,
-        env={**os.environ, "CHROMIUM": browser},
+        env={
+            **os.environ,
+            "CHROMIUM": browser,
+            "XDG_CONFIG_HOME": str(tmp_path / "config"),
+            "XDG_CACHE_HOME": str(tmp_path / "cache"),
+            "GSETTINGS_BACKEND": "memory",
+        },
     )
     assert result.returncode == 0, result.stderr[-3000:]
     seen = json.loads(result.stdout.strip().splitlines()[-1])
