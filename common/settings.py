@@ -84,6 +84,10 @@ class Settings(BaseModel):
     db_max_overflow: int = Field(default=1, ge=0, le=50)
     db_statement_timeout_ms: int = Field(default=20_000, ge=0)
     cors_allow_origin: str = "*"
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="comma-separated API keys accepted in x-api-key; unset: no key needed",
+    )
     ecomm_base_url: str = DEFAULT_ECOMM_BASE_URL
     ecomm_api_key: str = ""
     ecomm_api_secret: SecretStr | None = None
@@ -112,6 +116,12 @@ class Settings(BaseModel):
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    def api_keys(self) -> tuple[bytes, ...]:
+        if self.api_key is None:
+            return ()
+        keys = (key.strip() for key in self.api_key.get_secret_value().split(","))
+        return tuple(key.encode() for key in keys if key)
 
     def resolved_database_url(self) -> str:
         if self.database_url is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import hmac
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -134,16 +135,47 @@ def parse(parser: Callable[[str | None], Any], raw: str | None) -> Any:
         raise InvalidRequest(str(exc)) from None
 
 
+def authorized(event: dict[str, Any]) -> bool:
+    """Locally, API_KEY stands in for API Gateway's usage-plan keys; unset, nothing is asked."""
+    accepted = settings.get().api_keys()
+    if not accepted:
+        return True
+    headers = event.get("headers")
+    given = next(
+        (
+            value
+            for name, value in (headers.items() if isinstance(headers, dict) else ())
+            if isinstance(name, str) and name.lower() == "x-api-key" and isinstance(value, str)
+        ),
+        "",
+    ).encode(errors="replace")
+    # Every key is compared, in constant time, so the timing tells nothing about any of them.
+    return sum(hmac.compare_digest(given, key) for key in accepted) > 0
+
+
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
-def endpoint(fn: Callable[[dict[str, Any]], Response]) -> Handler:
-    """Wrap a handler body: correlation id, metrics flush, and every error as an envelope."""
+def endpoint(
+    fn: Callable[[dict[str, Any]], Response] | None = None, *, api_key: bool = True
+) -> Any:
+    """Wrap a handler body: correlation id, metrics flush, and every error as an envelope.
+
+    `api_key=False` is for callers that authenticate otherwise (the platform's signed
+    webhooks), which hold no API key.
+    """
+    if fn is None:
+        return functools.partial(endpoint, api_key=api_key)
 
     @functools.wraps(fn)
     def run(event: dict[str, Any], context: Any) -> dict[str, Any]:
         if not isinstance(event, dict):
             return error_response(400, "invalid_request", "not an API Gateway event").to_proxy()
+        if api_key and not authorized(event):
+            logger.info("request rejected", status=403, reason="missing or wrong api key")
+            return error_response(
+                403, "forbidden", "a valid x-api-key header is required"
+            ).to_proxy()
         try:
             response = fn(event)
         except InvalidRequest as exc:

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     RootModel,
@@ -24,6 +25,7 @@ INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 MAX_INTERVAL_DAYS = 36_500
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _INTEGER = re.compile(r"-?[0-9]{1,10}", re.ASCII)
+_DIGITS = re.compile(r"[0-9]{1,10}", re.ASCII)
 
 
 def _printable(value: str) -> str:
@@ -49,8 +51,19 @@ def _iso_datetime(value: str) -> datetime:
             "must be an ISO 8601 date-time such as 2019-02-18T12:25:56.563000"
         ) from None
     if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+        try:
+            parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+        except OverflowError:
+            # 9999-12-31T23:00-05:00 is a valid string whose UTC instant is past year 9999.
+            raise ValueError("must be between the years 1 and 9999 once converted to UTC") from None
     return parsed
+
+
+def _whole_number_text(value: object) -> object:
+    # Query strings are text: only plain digits are a number ("5.0", " 5", "+5", "5_0" are not).
+    if isinstance(value, str) and not _DIGITS.fullmatch(value):
+        raise ValueError("must be a whole number written in digits")
+    return value
 
 
 def _known_status(value: int) -> int:
@@ -112,7 +125,9 @@ class StatusChangeBody(BaseModel):
 class EligibleQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    limit: int | None = Field(default=None, ge=1, le=10_000, description="page size")
+    limit: Annotated[int, BeforeValidator(_whole_number_text)] | None = Field(
+        default=None, ge=1, le=10_000, description="page size"
+    )
     after: OpaqueId | None = Field(default=None, description="the last id of the previous page")
 
 

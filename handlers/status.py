@@ -14,6 +14,7 @@ from repositories.unit_of_work import SqlAlchemyUnitOfWork
 @http.endpoint
 def lambda_handler(event: dict) -> http.Response:
     subscription_id = http.validate(OpaqueIdPath, {"id": http.path_parameter(event, "id")}).id
+    logger.append_keys(subscription_id=subscription_id)
     request = http.body(event, StatusChangeBody)
     written = subscriptions.change_status(
         SqlAlchemyUnitOfWork(),
@@ -26,7 +27,6 @@ def lambda_handler(event: dict) -> http.Response:
     )
     logger.info(
         "status changed",
-        subscription_id=subscription_id,
         status=request.status().name,
         rows_written=len(written),
     )

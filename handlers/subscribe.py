@@ -13,11 +13,12 @@ from repositories.unit_of_work import SqlAlchemyUnitOfWork
 @http.endpoint
 def lambda_handler(event: dict) -> http.Response:
     club = http.parse(club_id, http.path_parameter(event, "id"))
+    logger.append_keys(club_id=club)
     request = http.body(event, SubscribeBody)
     subscription = subscriptions.subscribe(
         SqlAlchemyUnitOfWork(), club, request.customer_id, clock.now()
     )
-    logger.info("subscription created", subscription_id=subscription.id, club_id=club)
+    logger.info("subscription created", subscription_id=subscription.id)
     metrics.add_metric(name="SubscriptionCreated", unit=MetricUnit.Count, value=1)
     return http.Response(
         201,

@@ -78,7 +78,7 @@ def _domain_event(parsed) -> webhooks.PlatformEvent:
     return webhooks.PlatformEvent(**common, customer_id=data.customer_id)
 
 
-@http.endpoint
+@http.endpoint(api_key=False)
 def lambda_handler(event: dict) -> http.Response:
     body = _raw_body(event)
     if len(body) > http.MAX_BODY_BYTES:

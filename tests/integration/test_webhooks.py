@@ -272,3 +272,15 @@ def test_neither_the_secret_nor_the_signature_reaches_the_logs(db, member, capsy
     assert WEBHOOK_SECRET not in output
     for sent in (accepted, refused):
         assert sent["headers"]["x-ecomm-signature"].removeprefix("v1=") not in output
+
+
+def test_webhooks_need_their_signature_but_no_api_key(db, member, monkeypatch):
+    # Given a server that asks callers for an API key
+    monkeypatch.setenv("API_KEY", "website-key,billing-key")
+    settings.get.cache_clear()
+    charge_row(db, member["id"], "unknown", "req-keyless")
+    # When the platform sends a signed event without any x-api-key
+    event = new_event("payment-outcome", request_id="req-keyless", outcome="success")
+    status, body, _ = send(event)
+    # Then the signature alone admits it
+    assert (status, body["result"]) == (200, "applied")

@@ -16,6 +16,8 @@ import requests
 from scripts import devdb
 
 ROOT = Path(__file__).resolve().parents[2]
+# The server enforces API keys, as deployed stages do: one key per caller (README).
+WEBSITE_KEY, BILLING_KEY = "smoke-website-key", "smoke-billing-key"
 
 
 def free_port() -> int:
@@ -24,7 +26,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def local_server(admin_url, tmp_path_factory):
     name = f"beerclub_smoke_{uuid.uuid4().hex[:8]}"
     url = devdb.ensure_database(admin_url, name)
@@ -35,6 +37,7 @@ def local_server(admin_url, tmp_path_factory):
         "PORT": str(port),
         "LAMBDA_PORT": str(free_port()),
         "FAKE_ECOMM_PORT": str(fake_port),
+        "API_KEY": f"{WEBSITE_KEY},{BILLING_KEY}",
     }
     for var in ("ECOMM_BASE_URL", "ECOMM_API_KEY", "ECOMM_API_SECRET"):
         env.pop(var, None)
@@ -61,7 +64,16 @@ def local_server(admin_url, tmp_path_factory):
                 os.killpg(proc.pid, signal.SIGTERM)
                 pytest.fail(f"local server did not start:\n{log.read_text()[-3000:]}")
             time.sleep(0.5)
-    yield {"base": base, "fake": f"http://127.0.0.1:{fake_port}", "log": log}
+    website, billing = requests.Session(), requests.Session()
+    website.headers["x-api-key"] = WEBSITE_KEY
+    billing.headers["x-api-key"] = BILLING_KEY
+    yield {
+        "base": base,
+        "fake": f"http://127.0.0.1:{fake_port}",
+        "log": log,
+        "website": website,
+        "billing": billing,
+    }
     os.killpg(proc.pid, signal.SIGTERM)
     try:
         proc.wait(timeout=20)
