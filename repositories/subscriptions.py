@@ -8,7 +8,13 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from domain.model import StatusChange, Subscription, SubscriptionStatus
-from repositories.status_rule import current_club_status, current_subscription_status
+from repositories.status_rule import (
+    CURRENT_STATUS,
+    cached_status_holds,
+    cached_status_stale,
+    current_club_status,
+    current_subscription_status,
+)
 from repositories.tables import (
     Subscription as SubscriptionRow,
 )
@@ -120,20 +126,36 @@ class SqlAlchemySubscriptionRepository:
         after: str | None,
         limit: int | None,
     ) -> list[str]:
-        subs = current_subscription_status(at).subquery()
-        clubs = current_club_status(at).subquery()
-        stmt = (
-            select(SubscriptionRow.id)
-            .join(subs, subs.c.entity_id == SubscriptionRow.id)
-            .join(clubs, clubs.c.entity_id == SubscriptionRow.club_id)
-            .where(
-                subs.c.status_id == int(SubscriptionStatus.ACTIVE),
-                clubs.c.status_id.in_([int(s) for s in club_statuses]),
-            )
-            .order_by(SubscriptionRow.id)
+        # One statement, so one snapshot: cache rows whose interval holds at `at`, plus the
+        # rule applied live to the few whose interval does not (a scheduled change fell due
+        # since they were computed, or `at` is before it). The clubs are few: their statuses
+        # are computed live and materialised, which also keeps the planner away from a
+        # nested loop over a misestimated join.
+        cache = CURRENT_STATUS.c
+        clubs = current_club_status(at).cte("club_now").prefix_with("MATERIALIZED")
+        shipping = select(clubs.c.entity_id).where(
+            clubs.c.status_id.in_([int(s) for s in club_statuses])
+        )
+        stale = cached_status_stale(at).cte("stale").prefix_with("MATERIALIZED")
+        live_status = current_subscription_status(
+            at, SubscriptionStatusHistory.subscription_id.in_(select(stale.c.subscription_id))
+        ).subquery("live_status")
+        active = int(SubscriptionStatus.ACTIVE)
+        cached = select(cache.subscription_id.label("id")).where(
+            cached_status_holds(at),
+            cache.status_id == active,
+            cache.club_id.in_(shipping),
+        )
+        live = (
+            select(SubscriptionRow.id.label("id"))
+            .join(live_status, live_status.c.entity_id == SubscriptionRow.id)
+            .where(live_status.c.status_id == active, SubscriptionRow.club_id.in_(shipping))
         )
         if after is not None:
-            stmt = stmt.where(SubscriptionRow.id > after)
+            cached = cached.where(cache.subscription_id > after)
+            live = live.where(SubscriptionRow.id > after)
+        both = cached.union_all(live).subquery("eligible")
+        stmt = select(both.c.id).order_by(both.c.id)
         if limit is not None:
             stmt = stmt.limit(limit)
         return list(self.session.scalars(stmt))

@@ -22,7 +22,8 @@ from scripts import devdb
 ROOT = Path(__file__).resolve().parent.parent
 APP_TABLES = (
     "club, club_status_history, subscription, subscription_status_history, "
-    "subscription_claim, superseded_status_change, charge, charge_attempt"
+    "subscription_claim, superseded_status_change, charge, charge_attempt, "
+    "subscription_current_status"
 )
 
 
