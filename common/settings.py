@@ -92,6 +92,14 @@ class Settings(BaseModel):
     )
     ecomm_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     charge_pending_timeout_seconds: int = Field(default=60, ge=1)
+    eligible_max_response_bytes: int = Field(
+        default=6_000_000,
+        ge=1,
+        description="largest eligible answer sent inline (API Gateway stops at 6 MB)",
+    )
+    eligible_export_bucket: str | None = Field(
+        default=None, description="S3 bucket for eligible answers too large to send inline"
+    )
 
     @field_validator("ecomm_base_url")
     @classmethod
