@@ -3,9 +3,24 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, insert, literal, select, update
+from sqlalchemy import (
+    Integer,
+    String,
+    any_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Select
 
 from domain.model import StatusChange, Subscription, SubscriptionStatus
 from repositories.status_rule import (
@@ -126,39 +141,68 @@ class SqlAlchemySubscriptionRepository:
         after: str | None,
         limit: int | None,
     ) -> list[str]:
-        # One statement, so one snapshot: cache rows whose interval holds at `at`, plus the
+        # Statements on one snapshot. The clubs are few: their statuses come first, live, so
+        # the big query sees them as constants the planner can estimate (as a subquery they
+        # are misjudged, and it then sorts every eligible id to return the first 10,000).
+        conn = self.session.connection()
+        conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+        clubs = current_club_status(at).subquery("club_now")
+        stale = cached_status_stale(at).subquery("stale")
+        shipping, any_stale = conn.execute(
+            select(
+                func.array(
+                    select(clubs.c.entity_id)
+                    .where(clubs.c.status_id.in_([int(s) for s in club_statuses]))
+                    .scalar_subquery()
+                ),
+                select(stale.c.subscription_id).exists(),
+            )
+        ).one()
+        if not shipping:
+            return []
+        shipping_clubs = any_(bindparam("shipping", shipping, type_=ARRAY(Integer)))
+        # Cache rows whose interval holds at `at`, in id order from the primary key, and the
         # rule applied live to the few whose interval does not (a scheduled change fell due
-        # since they were computed, or `at` is before it). The clubs are few: their statuses
-        # are computed live and materialised, which also keeps the planner away from a
-        # nested loop over a misestimated join.
+        # since they were computed, or `at` is earlier than their computation).
         cache = CURRENT_STATUS.c
-        clubs = current_club_status(at).cte("club_now").prefix_with("MATERIALIZED")
-        shipping = select(clubs.c.entity_id).where(
-            clubs.c.status_id.in_([int(s) for s in club_statuses])
-        )
-        stale = cached_status_stale(at).cte("stale").prefix_with("MATERIALIZED")
-        live_status = current_subscription_status(
-            at, SubscriptionStatusHistory.subscription_id.in_(select(stale.c.subscription_id))
-        ).subquery("live_status")
         active = int(SubscriptionStatus.ACTIVE)
-        cached = select(cache.subscription_id.label("id")).where(
+        cached = select(cache.subscription_id).where(
             cached_status_holds(at),
             cache.status_id == active,
-            cache.club_id.in_(shipping),
-        )
-        live = (
-            select(SubscriptionRow.id.label("id"))
-            .join(live_status, live_status.c.entity_id == SubscriptionRow.id)
-            .where(live_status.c.status_id == active, SubscriptionRow.club_id.in_(shipping))
+            cache.club_id == shipping_clubs,
         )
         if after is not None:
             cached = cached.where(cache.subscription_id > after)
+        cached_ids = _ids(conn, cached.order_by(cache.subscription_id).limit(limit))
+        if not any_stale:
+            return cached_ids
+        live_status = current_subscription_status(
+            at, SubscriptionStatusHistory.subscription_id.in_(select(stale.c.subscription_id))
+        ).subquery("live_status")
+        live = (
+            select(SubscriptionRow.id)
+            .join(live_status, live_status.c.entity_id == SubscriptionRow.id)
+            .where(live_status.c.status_id == active, SubscriptionRow.club_id == shipping_clubs)
+        )
+        if after is not None:
             live = live.where(SubscriptionRow.id > after)
-        both = cached.union_all(live).subquery("eligible")
-        stmt = select(both.c.id).order_by(both.c.id)
-        if limit is not None:
-            stmt = stmt.limit(limit)
-        return list(self.session.scalars(stmt))
+        live_ids = _ids(conn, live.order_by(SubscriptionRow.id).limit(limit))
+        if not live_ids:
+            return cached_ids
+        # The two parts are disjoint; PostgreSQL merges them, so the order stays the database
+        # collation's.
+        ids = select(func.unnest(bindparam("ids", cached_ids + live_ids, type_=ARRAY(String))))
+        merged = ids.subquery("merged")
+        return _ids(conn, select(merged.c[0]).order_by(merged.c[0]).limit(limit))
+
+
+def _ids(conn: Connection, stmt: Select) -> list[str]:
+    # Straight from the driver's tuples: building a Row per id costs more than the query.
+    result = conn.execute(stmt)
+    try:
+        return [row[0] for row in result.cursor.fetchall()]
+    finally:
+        result.close()
 
 
 class SqlAlchemyStatusHistoryRepository:

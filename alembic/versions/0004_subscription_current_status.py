@@ -200,6 +200,12 @@ def upgrade() -> None:
         )
         """
     )
+    # Pages of eligible ids walk the ACTIVE rows in id order, and nothing else.
+    op.execute(
+        "CREATE INDEX ix_subscription_current_status_active"
+        " ON subscription_current_status (subscription_id)"
+        " INCLUDE (club_id, valid_from, valid_until) WHERE status_id = 1"
+    )
     # Readers find the rows outside their interval through these two.
     op.execute(
         "CREATE INDEX ix_subscription_current_status_valid_until"
