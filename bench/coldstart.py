@@ -61,13 +61,21 @@ def _run(code: str, env: dict[str, str]) -> float:
 
 
 def measure(events: dict[str, list[dict]], env: dict[str, str]) -> dict:
-    """events: handler module name -> one api_event kwargs per run (each must succeed)."""
+    """events: handler module name -> one api_event kwargs per run (each must succeed).
+
+    Runs are interleaved (baseline, then each handler, repeated), so a busy moment on a
+    shared machine weighs on both sides alike.
+    """
     env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
     repeat = max(len(e) for e in events.values())
-    baseline = statistics.median(_run(BASELINE, env) for _ in range(repeat))
-    result = {"baseline_s": baseline, "handlers": {}}
-    for name, runs in events.items():
-        code = PROJECT.format(name=name)
-        times = [_run(code, {**env, "BENCH_EVENT": json.dumps(event)}) for event in runs]
-        result["handlers"][name] = statistics.median(times)
-    return result
+    baseline: list[float] = []
+    times: dict[str, list[float]] = {name: [] for name in events}
+    for i in range(repeat):
+        baseline.append(_run(BASELINE, env))
+        for name, runs in events.items():
+            event = json.dumps(runs[i % len(runs)])
+            times[name].append(_run(PROJECT.format(name=name), {**env, "BENCH_EVENT": event}))
+    return {
+        "baseline_s": statistics.median(baseline),
+        "handlers": {name: statistics.median(t) for name, t in times.items()},
+    }

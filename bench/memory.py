@@ -12,6 +12,15 @@ import json
 import os
 import resource
 import sys
+from pathlib import Path
+
+
+def peak_rss_kb() -> int:
+    # VmHWM belongs to this process image; ru_maxrss would carry the forking parent's peak.
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def main(url: str) -> None:
@@ -22,7 +31,7 @@ def main(url: str) -> None:
 
     status = eligible.whole()
     ids = eligible.all_pages()
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak_kb = peak_rss_kb()
     out.write(json.dumps({"peak_rss_mb": peak_kb / 1024, "ids": len(ids), "whole": status}))
     out.write("\n")
 

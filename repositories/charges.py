@@ -1,29 +1,92 @@
+"""The charge ledger. Statements are built once per container and each write that always
+goes with another (a ledger row and its attempt) is one round trip: this path runs once
+per subscription and month, a million times, and its cost should be the platform's."""
+
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import DateTime, bindparam, select, text
 from sqlalchemy.orm import Session
 
 from domain.charges import Charge, ChargeState, ChargeTarget
 from repositories.status_rule import CLUBS, SUBSCRIPTIONS
-from repositories.tables import Charge as ChargeRow
-from repositories.tables import ChargeAttempt, Club
+from repositories.tables import Club
 from repositories.tables import Subscription as SubscriptionRow
 
+_AT = bindparam("at", type_=DateTime)
+
+_TARGET = (
+    select(
+        SubscriptionRow.__table__.c.id,
+        SubscriptionRow.__table__.c.customer_store_id,
+        Club.__table__.c.store_sku,
+        SUBSCRIPTIONS.status_of(SubscriptionRow.__table__.c.id, _AT),
+        CLUBS.status_of(SubscriptionRow.__table__.c.club_id, _AT),
+    )
+    .select_from(SubscriptionRow.__table__)
+    .outerjoin(Club.__table__, Club.__table__.c.id == SubscriptionRow.__table__.c.club_id)
+    .where(SubscriptionRow.__table__.c.id == bindparam("subscription_id"))
+)
+
 _COLUMNS = (
-    ChargeRow.id,
-    ChargeRow.subscription_id,
-    ChargeRow.period,
-    ChargeRow.request_id,
-    ChargeRow.state,
-    ChargeRow.attempts,
-    ChargeRow.platform_status,
-    ChargeRow.platform_body,
-    ChargeRow.created_at,
-    ChargeRow.updated_at,
-    ChargeRow.last_attempt_at,
+    "id, subscription_id, period, request_id, state, attempts, platform_status,"
+    " platform_body, created_at, updated_at, last_attempt_at"
+)
+
+_FIND_FOR_UPDATE = text(
+    f"SELECT {_COLUMNS} FROM charge"
+    " WHERE subscription_id = :subscription_id AND period = :period FOR UPDATE"
+)
+
+# The ledger row and its first attempt, together; nothing at all when the month's row exists.
+_CREATE_PENDING = text(
+    f"""
+    WITH created AS (
+        INSERT INTO charge (subscription_id, period, request_id, state, attempts,
+            customer_store_id, store_sku, created_at, updated_at, last_attempt_at)
+        VALUES (:subscription_id, :period, :request_id, :pending, 1,
+            :customer_store_id, :store_sku, :now, :now, :now)
+        ON CONFLICT (subscription_id, period) DO NOTHING
+        RETURNING {_COLUMNS}
+    ), attempt AS (
+        INSERT INTO charge_attempt (charge_id, attempt, request_id, started_at)
+        SELECT id, attempts, request_id, :now FROM created
+    )
+    SELECT {_COLUMNS} FROM created
+    """
+)
+
+_BEGIN_ATTEMPT = text(
+    f"""
+    WITH updated AS (
+        UPDATE charge SET state = :pending, attempts = attempts + 1, request_id = :request_id,
+            customer_store_id = :customer_store_id, store_sku = :store_sku,
+            updated_at = :now, last_attempt_at = :now
+        WHERE id = :charge_id
+        RETURNING {_COLUMNS}
+    ), attempt AS (
+        INSERT INTO charge_attempt (charge_id, attempt, request_id, started_at)
+        SELECT id, attempts, request_id, :now FROM updated
+    )
+    SELECT {_COLUMNS} FROM updated
+    """
+)
+
+# Only the attempt that still owns the row may settle it: a slower, superseded attempt
+# leaves its answer in charge_attempt alone.
+_RECORD = text(
+    f"""
+    WITH attempt AS (
+        UPDATE charge_attempt SET finished_at = :now, outcome = :state,
+            platform_status = :status, platform_body = :body, error = :error
+        WHERE charge_id = :charge_id AND attempt = :attempts
+    )
+    UPDATE charge SET state = :state, platform_status = :status, platform_body = :body,
+        updated_at = :now
+    WHERE id = :charge_id AND attempts = :attempts AND state = :pending
+    RETURNING {_COLUMNS}
+    """
 )
 
 
@@ -37,84 +100,52 @@ class SqlAlchemyChargeRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
+    def _execute(self, statement, params: dict):
+        # Core execution on the session's connection and transaction: no ORM work per call.
+        return self.session.connection().execute(statement, params)
+
     def target(self, subscription_id: str, at: datetime) -> ChargeTarget | None:
-        row = self.session.execute(
-            select(
-                SubscriptionRow.id,
-                SubscriptionRow.customer_store_id,
-                Club.store_sku,
-                SUBSCRIPTIONS.status_of(SubscriptionRow.id, at),
-                CLUBS.status_of(SubscriptionRow.club_id, at),
-            )
-            .outerjoin(Club, Club.id == SubscriptionRow.club_id)
-            .where(SubscriptionRow.id == subscription_id)
-        ).first()
+        row = self._execute(_TARGET, {"subscription_id": subscription_id, "at": at}).first()
         return ChargeTarget(*row) if row else None
 
     def find_for_update(self, subscription_id: str, period: str) -> Charge | None:
-        row = self.session.execute(
-            select(*_COLUMNS)
-            .where(ChargeRow.subscription_id == subscription_id, ChargeRow.period == period)
-            .with_for_update()
+        row = self._execute(
+            _FIND_FOR_UPDATE, {"subscription_id": subscription_id, "period": period}
         ).first()
         return _charge(row) if row else None
 
     def create_pending(
         self, target: ChargeTarget, period: str, request_id: str, now: datetime
     ) -> Charge | None:
-        row = self.session.execute(
-            pg_insert(ChargeRow)
-            .values(
-                subscription_id=target.subscription_id,
-                period=period,
-                request_id=request_id,
-                state=ChargeState.PENDING.value,
-                attempts=1,
-                customer_store_id=target.customer_id,
-                store_sku=target.sku_id,
-                created_at=now,
-                updated_at=now,
-                last_attempt_at=now,
-            )
-            .on_conflict_do_nothing(index_elements=["subscription_id", "period"])
-            .returning(*_COLUMNS)
+        row = self._execute(
+            _CREATE_PENDING,
+            {
+                "subscription_id": target.subscription_id,
+                "period": period,
+                "request_id": request_id,
+                "pending": ChargeState.PENDING.value,
+                "customer_store_id": target.customer_id,
+                "store_sku": target.sku_id,
+                "now": now,
+            },
         ).first()
-        if row is None:
-            return None
-        charge = _charge(row)
-        self._log_attempt(charge, now)
-        return charge
+        return _charge(row) if row else None
 
     def begin_attempt(
         self, charge_id: int, request_id: str, target: ChargeTarget, now: datetime
     ) -> Charge:
-        row = self.session.execute(
-            update(ChargeRow)
-            .where(ChargeRow.id == charge_id)
-            .values(
-                state=ChargeState.PENDING.value,
-                attempts=ChargeRow.attempts + 1,
-                request_id=request_id,
-                customer_store_id=target.customer_id,
-                store_sku=target.sku_id,
-                updated_at=now,
-                last_attempt_at=now,
-            )
-            .returning(*_COLUMNS)
+        row = self._execute(
+            _BEGIN_ATTEMPT,
+            {
+                "charge_id": charge_id,
+                "request_id": request_id,
+                "pending": ChargeState.PENDING.value,
+                "customer_store_id": target.customer_id,
+                "store_sku": target.sku_id,
+                "now": now,
+            },
         ).one()
-        charge = _charge(row)
-        self._log_attempt(charge, now)
-        return charge
-
-    def _log_attempt(self, charge: Charge, now: datetime) -> None:
-        self.session.execute(
-            insert(ChargeAttempt).values(
-                charge_id=charge.id,
-                attempt=charge.attempts,
-                request_id=charge.request_id,
-                started_at=now,
-            )
-        )
+        return _charge(row)
 
     def record(
         self,
@@ -125,27 +156,17 @@ class SqlAlchemyChargeRepository:
         error: str | None,
         now: datetime,
     ) -> Charge | None:
-        self.session.execute(
-            update(ChargeAttempt)
-            .where(ChargeAttempt.charge_id == charge.id, ChargeAttempt.attempt == charge.attempts)
-            .values(
-                finished_at=now,
-                outcome=state.value,
-                platform_status=status,
-                platform_body=body,
-                error=error,
-            )
-        )
-        # Only the attempt that still owns the row may settle it: a slower, superseded
-        # attempt leaves its answer in charge_attempt alone.
-        row = self.session.execute(
-            update(ChargeRow)
-            .where(
-                ChargeRow.id == charge.id,
-                ChargeRow.attempts == charge.attempts,
-                ChargeRow.state == ChargeState.PENDING.value,
-            )
-            .values(state=state.value, platform_status=status, platform_body=body, updated_at=now)
-            .returning(*_COLUMNS)
+        row = self._execute(
+            _RECORD,
+            {
+                "charge_id": charge.id,
+                "attempts": charge.attempts,
+                "state": state.value,
+                "status": status,
+                "body": body,
+                "error": error,
+                "now": now,
+                "pending": ChargeState.PENDING.value,
+            },
         ).first()
         return _charge(row) if row else None
