@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 
 .PHONY: help install run serve test test-unit lint format package migrate demo-data db-url \
-        db-stop clean
+        db-stop clean bench rebuild-status
 
 help:
 	@echo "make run        set up, start the embedded PostgreSQL, load demo data, serve on :3000"
@@ -18,6 +18,8 @@ help:
 	@echo "make package    npx serverless package (offline)"
 	@echo "make migrate    alembic upgrade head on DATABASE_URL or the embedded database"
 	@echo "make db-stop    stop the embedded PostgreSQL"
+	@echo "make bench      build the 10k-1M data sets, measure, write BENCHMARKS.md (< 10 min)"
+	@echo "make rebuild-status  rebuild the current-status cache from history (operators)"
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -62,9 +64,18 @@ migrate: $(BIN)/.installed
 demo-data: migrate
 	DATABASE_URL="$${DATABASE_URL:-$$($(BIN)/python -m scripts.devdb url)}" $(BIN)/python -m scripts.demo_data
 
+# BENCH_ARGS=--fresh regenerates the data sets (and times it); BENCH_ARGS="--sizes 10000".
+bench: install
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+rebuild-status: $(BIN)/.installed
+	DATABASE_URL="$${DATABASE_URL:-$$($(BIN)/python -m scripts.devdb url)}" $(BIN)/python -m scripts.rebuild_status
+
 db-stop: $(BIN)/.installed
 	$(BIN)/python -m scripts.devdb stop
 	$(BIN)/python -m scripts.devdb stop --data .pgdata-test
+	$(BIN)/python -m scripts.devdb stop --data .pgdata-bench
 
 clean: db-stop
-	rm -rf $(VENV) node_modules .serverless .pgdata .pgdata-test
+	rm -rf $(VENV) node_modules .serverless .pgdata .pgdata-test .pgdata-bench

@@ -1,6 +1,7 @@
 """make bench: build the data sets, measure, check, and write BENCHMARKS.md and the plot.
 
-python -m bench [--sizes 10000,30000,100000,300000,1000000] [--repeat 5] [--output BENCHMARKS.md]
+python -m bench [--sizes 10000,30000,100000,300000,1000000] [--repeat 5] [--fresh]
+                [--output BENCHMARKS.md]
 """
 
 from __future__ import annotations
@@ -156,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default=",".join(str(s) for s in SIZES))
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--output", default=str(ROOT / "BENCHMARKS.md"))
+    parser.add_argument(
+        "--fresh", action="store_true", help="drop and regenerate the data sets (timed)"
+    )
     args = parser.parse_args(argv)
     sizes = sorted(int(s) for s in args.sizes.split(","))
     started = time.perf_counter()
@@ -169,6 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     from fake_ecommerce import server
 
     admin = admin_url()
+    if args.fresh:
+        from scripts import devdb
+
+        for size in [*sizes, COLD_SIZE]:
+            devdb.drop_database(admin, data.database_name(size))
     datasets = []
     for size in sizes:
         log(f"data set of {size:,} subscriptions")

@@ -2,8 +2,8 @@
 
 Per size N: 1,000 clubs (one or two status rows; about 70% ACTIVE, 15% CLOSED, 15% INACTIVE),
 N subscriptions with random uuid4-like ids, 1-6 status rows each (3.5 on average, dated in
-the past), and for 10% of them one more row scheduled in the future. A database built by the
-same generator version and size is reused.
+the past; about 41% end up eligible), and for 10% of them one more row scheduled in the
+future. A database built by the same generator version and size is reused.
 """
 
 from __future__ import annotations
@@ -21,10 +21,13 @@ from sqlalchemy.engine import make_url
 
 from scripts import devdb
 
-VERSION = 1
+VERSION = 2
 CLUBS = 1_000
 CHUNK = 100_000
 SEED = 20261122
+# After a first ACTIVE row, later rows are ACTIVE 3 times in 8: with 86% of clubs shipping,
+# about 41% of subscriptions are eligible, as in the issue's measurements (408,000 of 1M).
+LATER_STATUSES = (1, 1, 1, 2, 2, 2, 3, 3)
 # Revision 0002's indexes on the approved tables, dropped during the load and rebuilt after.
 SECONDARY_INDEXES = [
     (
@@ -100,7 +103,7 @@ def _chunks(rng: random.Random, size: int, past: list[str], future: list[str], n
             subs.append(f"{sub}\t{randint(1, CLUBS)}\tcustomer-{n}\t{created}\n")
             count = randint(1, 6)
             for i, when in enumerate(sorted(sample(past, count))):
-                status = 1 if i == 0 else choice((1, 1, 2, 3))
+                status = 1 if i == 0 else choice(LATER_STATUSES)
                 rows.append(f"h{n}-{i}\t{sub}\t{status}\t{when}\t{when}\n")
             count_total += count
             if rand() < 0.1:

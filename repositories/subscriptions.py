@@ -4,6 +4,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from sqlalchemy import (
+    DateTime,
     Integer,
     String,
     any_,
@@ -20,7 +21,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
-from sqlalchemy.sql import Select
+from sqlalchemy.sql import Executable
 
 from domain.model import StatusChange, Subscription, SubscriptionStatus
 from repositories.status_rule import (
@@ -145,64 +146,86 @@ class SqlAlchemySubscriptionRepository:
         # the big query sees them as constants the planner can estimate (as a subquery they
         # are misjudged, and it then sorts every eligible id to return the first 10,000).
         conn = self.session.connection()
-        conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
-        clubs = current_club_status(at).subquery("club_now")
-        stale = cached_status_stale(at).subquery("stale")
+        conn.execute(_REPEATABLE_READ)
         shipping, any_stale = conn.execute(
-            select(
-                func.array(
-                    select(clubs.c.entity_id)
-                    .where(clubs.c.status_id.in_([int(s) for s in club_statuses]))
-                    .scalar_subquery()
-                ),
-                select(stale.c.subscription_id).exists(),
-            )
+            _SHIPPING_AND_STALE, {"at": at, "statuses": [int(s) for s in club_statuses]}
         ).one()
         if not shipping:
             return []
-        shipping_clubs = any_(bindparam("shipping", shipping, type_=ARRAY(Integer)))
-        # Cache rows whose interval holds at `at`, in id order from the primary key, and the
-        # rule applied live to the few whose interval does not (a scheduled change fell due
-        # since they were computed, or `at` is earlier than their computation).
-        cache = CURRENT_STATUS.c
-        active = int(SubscriptionStatus.ACTIVE)
-        cached = select(cache.subscription_id).where(
-            cached_status_holds(at),
-            cache.status_id == active,
-            cache.club_id == shipping_clubs,
-        )
-        if after is not None:
-            cached = cached.where(cache.subscription_id > after)
-        cached_ids = _ids(conn, cached.order_by(cache.subscription_id).limit(limit))
+        params = {"at": at, "shipping": shipping, "after": after, "limit": limit}
+        page = _CACHED if after is None else _CACHED_AFTER
+        cached_ids = _ids(conn, page, params)
         if not any_stale:
             return cached_ids
-        live_status = current_subscription_status(
-            at, SubscriptionStatusHistory.subscription_id.in_(select(stale.c.subscription_id))
-        ).subquery("live_status")
-        live = (
-            select(SubscriptionRow.id)
-            .join(live_status, live_status.c.entity_id == SubscriptionRow.id)
-            .where(live_status.c.status_id == active, SubscriptionRow.club_id == shipping_clubs)
-        )
-        if after is not None:
-            live = live.where(SubscriptionRow.id > after)
-        live_ids = _ids(conn, live.order_by(SubscriptionRow.id).limit(limit))
+        live_ids = _ids(conn, _LIVE if after is None else _LIVE_AFTER, params)
         if not live_ids:
             return cached_ids
         # The two parts are disjoint; PostgreSQL merges them, so the order stays the database
         # collation's.
-        ids = select(func.unnest(bindparam("ids", cached_ids + live_ids, type_=ARRAY(String))))
-        merged = ids.subquery("merged")
-        return _ids(conn, select(merged.c[0]).order_by(merged.c[0]).limit(limit))
+        return _ids(conn, _MERGE, {"ids": cached_ids + live_ids, "limit": limit})
 
 
-def _ids(conn: Connection, stmt: Select) -> list[str]:
+def _ids(conn: Connection, stmt: Executable, params: dict) -> list[str]:
     # Straight from the driver's tuples: building a Row per id costs more than the query.
-    result = conn.execute(stmt)
+    result = conn.execute(stmt, params)
     try:
         return [row[0] for row in result.cursor.fetchall()]
     finally:
         result.close()
+
+
+def _eligible_statements():
+    """GET /subscription/eligible's statements, built once per container (they are hot)."""
+    at = bindparam("at", type_=DateTime)
+    clubs = current_club_status(at).subquery("club_now")
+    stale = cached_status_stale(at).subquery("stale")
+    shipping_and_stale = select(
+        func.array(
+            select(clubs.c.entity_id)
+            .where(clubs.c.status_id.in_(bindparam("statuses", expanding=True)))
+            .scalar_subquery()
+        ),
+        select(stale.c.subscription_id).exists(),
+    )
+    shipping = any_(bindparam("shipping", type_=ARRAY(Integer)))
+    limit = bindparam("limit", type_=Integer)
+    after = bindparam("after", type_=String)
+    active = int(SubscriptionStatus.ACTIVE)
+    # Cache rows whose interval holds at `at`, in id order from the ACTIVE-only index ...
+    cache = CURRENT_STATUS.c
+    cached = (
+        select(cache.subscription_id)
+        .where(cached_status_holds(at), cache.status_id == active, cache.club_id == shipping)
+        .order_by(cache.subscription_id)
+        .limit(limit)
+    )
+    # ... and the rule applied live to the few whose interval does not hold (a scheduled
+    # change fell due since they were computed, or `at` is earlier than their computation).
+    live_status = current_subscription_status(
+        at, SubscriptionStatusHistory.subscription_id.in_(select(stale.c.subscription_id))
+    ).subquery("live_status")
+    row = SubscriptionRow.__table__.c
+    live = (
+        select(row.id)
+        .join(live_status, live_status.c.entity_id == row.id)
+        .where(live_status.c.status_id == active, row.club_id == shipping)
+        .order_by(row.id)
+        .limit(limit)
+    )
+    merged = select(func.unnest(bindparam("ids", type_=ARRAY(String)))).subquery("merged")
+    merge = select(merged.c[0]).order_by(merged.c[0]).limit(limit)
+    return (
+        shipping_and_stale,
+        cached,
+        cached.where(cache.subscription_id > after),
+        live,
+        live.where(row.id > after),
+        merge,
+    )
+
+
+_REPEATABLE_READ = text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+_SHIPPING_AND_STALE, _CACHED, _CACHED_AFTER, _LIVE, _LIVE_AFTER, _MERGE = _eligible_statements()
 
 
 class SqlAlchemyStatusHistoryRepository:
