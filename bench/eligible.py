@@ -12,10 +12,11 @@ The answer through the handler is checked against `rule_join` (the rule, no cach
 
 from __future__ import annotations
 
-import json
 import os
 from collections import defaultdict
 from datetime import UTC, datetime
+
+import orjson
 
 from bench import data
 from bench.timing import median_seconds
@@ -73,7 +74,7 @@ def all_pages() -> list[str]:
     after = None
     while True:
         answer = invoke({"limit": str(PAGE)} | ({"after": after} if after else {}))
-        page = json.loads(answer["body"])
+        page = orjson.loads(answer["body"])
         ids += page
         after = answer["headers"].get("X-Next-After")
         if after is None:
@@ -81,7 +82,7 @@ def all_pages() -> list[str]:
 
 
 def first_page() -> list[str]:
-    return json.loads(invoke({"limit": str(PAGE)})["body"])
+    return orjson.loads(invoke({"limit": str(PAGE)})["body"])
 
 
 def whole() -> int:

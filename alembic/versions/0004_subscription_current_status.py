@@ -33,7 +33,9 @@ depends_on = None
 # of subscriptions at instant `at`; the tests compare it with the plain rule query.
 RECOMPUTE = """
 CREATE FUNCTION subscription_current_status_recompute(ids varchar[])
-RETURNS void LANGUAGE plpgsql AS $$
+RETURNS void LANGUAGE plpgsql
+-- Runs as the schema owner: writers need no privilege on the cache to write history.
+SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
     at timestamp := clock_timestamp() AT TIME ZONE 'utc';
 BEGIN
@@ -113,7 +115,7 @@ END $$
 
 HISTORY_TRIGGER = """
 CREATE FUNCTION subscription_current_status_history_changed()
-RETURNS trigger LANGUAGE plpgsql AS $$
+RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
     ids varchar[];
 BEGIN
@@ -136,7 +138,7 @@ END $$
 
 SUBSCRIPTION_TRIGGER = """
 CREATE FUNCTION subscription_current_status_subscription_changed()
-RETURNS trigger LANGUAGE plpgsql AS $$
+RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
         DELETE FROM subscription_current_status c
@@ -156,7 +158,7 @@ END $$
 
 TRUNCATE_TRIGGER = """
 CREATE FUNCTION subscription_current_status_truncated()
-RETURNS trigger LANGUAGE plpgsql AS $$
+RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 BEGIN
     DELETE FROM subscription_current_status;
     RETURN NULL;

@@ -346,3 +346,31 @@ def test_random_sequences_of_sql_writes_keep_the_answer_exact(db, now):
         if step % 6 == 5:
             assert_exact(db, now, [present, some_date() or present, present + timedelta(31)])
     assert_exact(db, now)
+
+
+def test_the_operators_rebuild_command_restores_a_cache_written_around(db, now, monkeypatch):
+    # Given history written with the triggers off (as a restore does) and a wiped cache
+    from scripts import rebuild_status
+
+    club = builders.club(db)
+    subs = [builders.subscription(db, club) for _ in range(3)]
+    with db.begin() as conn:
+        conn.execute(text("SET LOCAL session_replication_role = replica"))
+        conn.execute(
+            text(
+                "INSERT INTO subscription_status_history (id, subscription_id, status_id,"
+                " effect_date) VALUES ('restored', :s, 2, '2021-01-01')"
+            ),
+            {"s": subs[0]},
+        )
+        conn.execute(
+            text("DELETE FROM subscription_current_status WHERE subscription_id = :s"),
+            {"s": subs[1]},
+        )
+    now(real_now())
+    assert endpoint_answer() != rule_answer(db, real_now())
+    # When the operator runs make rebuild-status
+    monkeypatch.setenv("DATABASE_URL", db.url.render_as_string(hide_password=False))
+    assert rebuild_status.main() == 0
+    # Then the endpoint is the rule again
+    assert_exact(db, now)

@@ -296,3 +296,41 @@ def test_alembic_reads_a_legacy_scope_file_with_x_scope(scratch_db):
     # Then that database is migrated
     assert result.returncode == 0, result.stderr
     assert "subscription" in table_names(scratch_db)
+
+
+def test_a_role_with_rights_only_on_the_approved_tables_can_still_write_history(db):
+    # Given an operator role granted the approved tables and nothing of ours
+    role = f"operator_{uuid.uuid4().hex[:8]}"
+    club = builders.club(db)
+    with db.begin() as conn:
+        conn.execute(text(f"CREATE ROLE {role}"))
+        conn.execute(
+            text(
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON subscription,"
+                f" subscription_status_history, club, status TO {role}"
+            )
+        )
+    try:
+        # When it adds a subscription and history, moves it and deletes it all
+        with db.begin() as conn:
+            conn.execute(text(f"SET LOCAL ROLE {role}"))
+            conn.execute(
+                text("INSERT INTO subscription (id, club_id) VALUES ('op-1', :c)"), {"c": club}
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO subscription_status_history (id, subscription_id, status_id,"
+                    " effect_date) VALUES ('op-h', 'op-1', 1, '2020-01-01')"
+                )
+            )
+            conn.execute(text("UPDATE subscription SET club_id = NULL WHERE id = 'op-1'"))
+            cached = conn.scalar(text("SELECT count(*) FROM subscription_status_history"))
+            conn.execute(text("DELETE FROM subscription_status_history WHERE id = 'op-h'"))
+            conn.execute(text("DELETE FROM subscription WHERE id = 'op-1'"))
+        # Then every statement succeeded, the cache having been kept by its owner's rights
+        assert cached == 1
+        assert builders.count(db, "subscription_current_status") == 0
+    finally:
+        with db.begin() as conn:
+            conn.execute(text(f"DROP OWNED BY {role}"))
+            conn.execute(text(f"DROP ROLE {role}"))
