@@ -45,6 +45,7 @@ def plot(results: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
     series = [
         ("pages_s", "project: every id, pages of 10,000", "o-"),
+        ("large_pages_s", "project: every id, pages of 100,000", "o-."),
         ("first_page_s", "project: first page of 10,000", "o--"),
         ("whole_s", "project: whole list in one request", "o:"),
         ("distinct_on_s", "baseline: DISTINCT ON over history (covering index)", "s-"),
@@ -128,21 +129,27 @@ def markdown(run: dict) -> tuple[str, dict[str, bool]]:
         "",
         f"![eligible time against subscriptions]({PLOT})",
         "",
-        "| subscriptions | every id, pages of 10,000 | first page | whole list (status)"
-        " | DISTINCT ON baseline | rule join baseline | Python over ORM | pages / DISTINCT ON"
-        " | first page / DISTINCT ON | same ids as the rule |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|",
+        "| subscriptions | every id, pages of 10,000 | every id, pages of 100,000"
+        " | first page of 10,000 | whole list (status) | DISTINCT ON baseline"
+        " | rule join baseline | Python over ORM | pages of 10,000 / DISTINCT ON"
+        " | pages of 100,000 / DISTINCT ON | first page / DISTINCT ON | same ids as the rule |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|",
     ]
     for r in results:
         lines.append(
             f"| {r['size']:,} | {_s(r['pages_s'])} ({r['pages']} pages) |"
+            f" {_s(r['large_pages_s'])} ({r['large_pages']} pages) |"
             f" {_s(r['first_page_s'])} | {_s(r['whole_s'])} ({r['whole_status']}) |"
             f" {_s(r['distinct_on_s'])} | {_s(r['rule_join_s'])} | {_s(r['orm_python_s'])} |"
             f" {r['pages_s'] / r['distinct_on_s']:.2f} |"
+            f" {r['large_pages_s'] / r['distinct_on_s']:.2f} |"
             f" {r['first_page_s'] / r['distinct_on_s']:.3f} | {_ok(r['correct'])} |"
         )
-    goals["1. eligible: all pages <= 1/3 of DISTINCT ON at 1M"] = (
+    goals["1. eligible: all pages of 10,000 <= 1/3 of DISTINCT ON at 1M"] = (
         big["pages_s"] <= big["distinct_on_s"] / 3
+    )
+    goals["1. eligible: all pages of 100,000 <= 1/3 of DISTINCT ON at 1M"] = (
+        big["large_pages_s"] <= big["distinct_on_s"] / 3
     )
     goals["1. eligible: first page <= 1/20 of DISTINCT ON at 1M"] = (
         big["first_page_s"] <= big["distinct_on_s"] / 20

@@ -20,23 +20,29 @@ def lambda_handler(event: dict) -> http.Response:
     ids = subscriptions.eligible_ids(SqlAlchemyUnitOfWork(), now, page.after, page.limit)
     logger.info("eligible listed", count=len(ids), limit=page.limit, after=page.after)
     metrics.add_metric(name="EligibleListed", unit=MetricUnit.Count, value=len(ids))
-    if page.limit is None:
-        too_large = _too_large(ids, now)
-        if too_large is not None:
-            return too_large
+    too_large = _too_large(ids, now, paged=page.limit is not None)
+    if too_large is not None:
+        return too_large
     headers = {}
     if page.limit is not None and len(ids) == page.limit:
         headers["X-Next-After"] = ids[-1]
     return http.Response(200, ids, headers)
 
 
-def _too_large(ids: list[str], now) -> http.Response | None:
-    """The answer for a whole list that API Gateway could not carry, else None."""
+def _too_large(ids: list[str], now, paged: bool) -> http.Response | None:
+    """The answer for a list that API Gateway could not carry, else None."""
     config = settings.get()
     body = orjson.dumps(ids)
     # The proxy response carries the body as a JSON string, where every quote is escaped.
     if len(body) + body.count(b'"') + body.count(b"\\") <= config.eligible_max_response_bytes:
         return None
+    if paged:
+        # Only ids far longer than uuids get here: a smaller page always fits.
+        raise http.InvalidRequest(
+            f"a page of {len(ids)} ids is larger than a response can carry; use a smaller limit",
+            413,
+            "response_too_large",
+        )
     if config.eligible_export_bucket:
         from adapters import eligible_export
 

@@ -103,14 +103,29 @@ def test_a_whole_list_too_large_with_a_bucket_answers_303_to_the_full_list_in_s3
     assert requests.get(body["location"], timeout=5).json() == ids
 
 
-def test_limit_accepts_ten_thousand_and_refuses_more(db, now):
+def test_limit_accepts_up_to_a_hundred_thousand_and_refuses_more(db, now):
     # Given one eligible subscription
     ids = many_eligible(db, 1)
-    # When pages of 10,000 and of 10,001 are asked for
+    # When pages of 10,000, of 100,000 and of 100,001 are asked for
     ok = get({"limit": "10000"})
-    refused = get({"limit": "10001"})
+    assert get({"limit": "100000"})[:2] == (200, ids)
+    refused = get({"limit": "100001"})
     # Then the first is served and the second is a clear 400
     assert ok[0] == 200
     assert ok[1] == ids
     assert refused[0] == 400
     assert "limit" in refused[1]["error"]["message"]
+
+
+def test_a_page_too_large_for_a_response_answers_413_asking_for_a_smaller_limit(
+    db, now, small_limit
+):
+    # Given more eligible ids than one response may carry (a 1,000-byte limit here)
+    ids = many_eligible(db)
+    # When a page holding all of them is asked for
+    status, body, _ = get({"limit": "100"})
+    # Then it is refused with a clear message, and a smaller page is served
+    assert status == 413
+    assert body["error"]["code"] == "response_too_large"
+    assert "smaller limit" in body["error"]["message"]
+    assert get({"limit": "10"})[1] == ids[:10]
