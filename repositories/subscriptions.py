@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from operator import itemgetter
 
 from sqlalchemy import (
     DateTime,
@@ -14,7 +15,6 @@ from sqlalchemy import (
     insert,
     literal,
     select,
-    text,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -145,8 +145,8 @@ class SqlAlchemySubscriptionRepository:
         # Statements on one snapshot. The clubs are few: their statuses come first, live, so
         # the big query sees them as constants the planner can estimate (as a subquery they
         # are misjudged, and it then sorts every eligible id to return the first 10,000).
-        conn = self.session.connection()
-        conn.execute(_REPEATABLE_READ)
+        # psycopg2 sends the level with BEGIN: no round trip of its own.
+        conn = self.session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
         shipping, any_stale = conn.execute(
             _SHIPPING_AND_STALE, {"at": at, "statuses": [int(s) for s in club_statuses]}
         ).one()
@@ -169,7 +169,7 @@ def _ids(conn: Connection, stmt: Executable, params: dict) -> list[str]:
     # Straight from the driver's tuples: building a Row per id costs more than the query.
     result = conn.execute(stmt, params)
     try:
-        return [row[0] for row in result.cursor.fetchall()]
+        return list(map(itemgetter(0), result.cursor.fetchall()))
     finally:
         result.close()
 
@@ -224,7 +224,6 @@ def _eligible_statements():
     )
 
 
-_REPEATABLE_READ = text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
 _SHIPPING_AND_STALE, _CACHED, _CACHED_AFTER, _LIVE, _LIVE_AFTER, _MERGE = _eligible_statements()
 
 
