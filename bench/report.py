@@ -104,7 +104,7 @@ def markdown(run: dict) -> tuple[str, dict[str, bool]]:
         f"| system | {m['system']} |",
         "",
         "The machine is shared with other work: absolute times move from run to run; the",
-        "ratios, measured side by side, move much less.",
+        "ratios, measured side by side, move less.",
         "",
         "## Data sets",
         "",
