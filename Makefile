@@ -6,8 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 
 .PHONY: help install run serve test test-unit lint format package migrate demo-data db-url \
-        billing-run \
-        db-stop clean
+        billing-run db-stop clean bench rebuild-status
 
 help:
 	@echo "make run        set up, start the embedded PostgreSQL, load demo data, serve on :3000"
@@ -20,6 +19,8 @@ help:
 	@echo "make billing-run  charge what is due now, locally (fake platform), with a summary"
 	@echo "make migrate    alembic upgrade head on DATABASE_URL or the embedded database"
 	@echo "make db-stop    stop the embedded PostgreSQL"
+	@echo "make bench      build the 10k-1M data sets, measure, write BENCHMARKS.md (< 10 min)"
+	@echo "make rebuild-status  rebuild the current-status cache from history (operators)"
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -67,9 +68,18 @@ demo-data: migrate
 billing-run: migrate
 	DATABASE_URL="$${DATABASE_URL:-$$($(BIN)/python -m scripts.devdb url)}" $(BIN)/python -m scripts.billing_run
 
+# BENCH_ARGS=--fresh regenerates the data sets (and times it); BENCH_ARGS="--sizes 10000".
+bench: install
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+rebuild-status: $(BIN)/.installed
+	DATABASE_URL="$${DATABASE_URL:-$$($(BIN)/python -m scripts.devdb url)}" $(BIN)/python -m scripts.rebuild_status
+
 db-stop: $(BIN)/.installed
 	$(BIN)/python -m scripts.devdb stop
 	$(BIN)/python -m scripts.devdb stop --data .pgdata-test
+	$(BIN)/python -m scripts.devdb stop --data .pgdata-bench
 
 clean: db-stop
-	rm -rf $(VENV) node_modules .serverless .pgdata .pgdata-test
+	rm -rf $(VENV) node_modules .serverless .pgdata .pgdata-test .pgdata-bench

@@ -111,6 +111,14 @@ class Settings(BaseModel):
     webhook_tolerance_seconds: int = Field(
         default=300, ge=1, le=3600, description="how old a webhook's timestamp may be"
     )
+    eligible_max_response_bytes: int = Field(
+        default=6_000_000,
+        ge=1,
+        description="largest eligible answer sent inline (API Gateway stops at 6 MB)",
+    )
+    eligible_export_bucket: str | None = Field(
+        default=None, description="S3 bucket for eligible answers too large to send inline"
+    )
 
     @field_validator("ecomm_base_url")
     @classmethod

@@ -1,22 +1,62 @@
 """GET /subscription/eligible"""
 
+import orjson
 from aws_lambda_powertools.metrics import MetricUnit
 
-from common import clock
+from common import clock, settings
 from common.observability import logger, metrics
 from domain import subscriptions
 from handlers import http
 from handlers.schemas import EligibleQuery
 from repositories.unit_of_work import SqlAlchemyUnitOfWork
 
+PAGE_HINT = "?limit=10000, then ?limit=10000&after=<last id of the previous page>"
+
 
 @http.endpoint
 def lambda_handler(event: dict) -> http.Response:
     page = http.query(event, EligibleQuery)
-    ids = subscriptions.eligible_ids(SqlAlchemyUnitOfWork(), clock.now(), page.after, page.limit)
+    now = clock.now()
+    ids = subscriptions.eligible_ids(SqlAlchemyUnitOfWork(), now, page.after, page.limit)
     logger.info("eligible listed", count=len(ids), limit=page.limit, after=page.after)
     metrics.add_metric(name="EligibleListed", unit=MetricUnit.Count, value=len(ids))
+    too_large = _too_large(ids, now, paged=page.limit is not None)
+    if too_large is not None:
+        return too_large
     headers = {}
     if page.limit is not None and len(ids) == page.limit:
         headers["X-Next-After"] = ids[-1]
     return http.Response(200, ids, headers)
+
+
+def _too_large(ids: list[str], now, paged: bool) -> http.Response | None:
+    """The answer for a list that API Gateway could not carry, else None."""
+    config = settings.get()
+    body = orjson.dumps(ids)
+    # The proxy response carries the body as a JSON string, where every quote is escaped.
+    if len(body) + body.count(b'"') + body.count(b"\\") <= config.eligible_max_response_bytes:
+        return None
+    if paged:
+        # Only ids far longer than uuids get here: a smaller page always fits.
+        raise http.InvalidRequest(
+            f"a page of {len(ids)} ids is larger than a response can carry; use a smaller limit",
+            413,
+            "response_too_large",
+        )
+    if config.eligible_export_bucket:
+        from adapters import eligible_export
+
+        url = eligible_export.publish(config.eligible_export_bucket, body, now)
+        logger.info("eligible exported", count=len(ids), size=len(body))
+        return http.Response(
+            303,
+            {"count": len(ids), "location": url, "expires_in": eligible_export.URL_SECONDS},
+            {"Location": url},
+        )
+    logger.info("eligible too large", count=len(ids), size=len(body))
+    raise http.InvalidRequest(
+        f"the list of {len(ids)} eligible ids is larger than a response can carry;"
+        f" fetch it in pages: {PAGE_HINT}",
+        413,
+        "response_too_large",
+    )

@@ -23,6 +23,8 @@ from domain.model import SubscriptionStatus
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 MAX_INTERVAL_DAYS = 36_500
+# 100,000 ids of 36 characters are about 4 MB of JSON: a page always fits API Gateway's 6 MB.
+MAX_ELIGIBLE_PAGE = 100_000
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _INTEGER = re.compile(r"-?[0-9]{1,10}", re.ASCII)
 _DIGITS = re.compile(r"[0-9]{1,10}", re.ASCII)
@@ -126,7 +128,7 @@ class EligibleQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     limit: Annotated[int, BeforeValidator(_whole_number_text)] | None = Field(
-        default=None, ge=1, le=10_000, description="page size"
+        default=None, ge=1, le=MAX_ELIGIBLE_PAGE, description="page size (about 4 MB at most)"
     )
     after: OpaqueId | None = Field(default=None, description="the last id of the previous page")
 

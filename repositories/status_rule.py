@@ -11,7 +11,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, ScalarSelect, Select, select
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    DateTime,
+    Integer,
+    MetaData,
+    ScalarSelect,
+    Select,
+    String,
+    Table,
+    and_,
+    or_,
+    select,
+)
 
 from repositories.tables import ClubStatusHistory, SubscriptionStatusHistory
 
@@ -65,3 +78,36 @@ def current_subscription_status(at: datetime, where: ColumnElement[bool] | None 
 
 def current_club_status(at: datetime, where: ColumnElement[bool] | None = None) -> Select:
     return CLUBS.current(at, where)
+
+
+# The cache of revision 0004, kept by triggers: each row is the rule's answer on the
+# interval [valid_from, valid_until) (NULL bounds open). Its own MetaData: nothing here
+# is ever created from the mapping.
+CURRENT_STATUS = Table(
+    "subscription_current_status",
+    MetaData(),
+    Column("subscription_id", String(36), primary_key=True),
+    Column("club_id", Integer),
+    Column("status_id", Integer),
+    Column("valid_from", DateTime),
+    Column("valid_until", DateTime),
+)
+
+
+def cached_status_holds(at: datetime) -> ColumnElement[bool]:
+    """True for cache rows whose interval contains `at`: their status is the rule's."""
+    c = CURRENT_STATUS.c
+    return and_(
+        or_(c.valid_from.is_(None), c.valid_from <= at),
+        or_(c.valid_until.is_(None), c.valid_until > at),
+    )
+
+
+def cached_status_stale(at: datetime) -> Select:
+    """Subscriptions whose cache row does not hold at `at` (written to use its two indexes)."""
+    c = CURRENT_STATUS.c
+    return (
+        select(c.subscription_id)
+        .where(c.valid_until <= at)
+        .union(select(c.subscription_id).where(c.valid_from > at))
+    )

@@ -2,13 +2,37 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from operator import itemgetter
 
-from sqlalchemy import Select, delete, insert, literal, select, update
+from sqlalchemy import (
+    CompoundSelect,
+    DateTime,
+    Integer,
+    String,
+    any_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    union_all,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Executable
 
 from domain.model import StatusChange, Subscription, SubscriptionStatus
-from repositories.status_rule import current_club_status, current_subscription_status
+from repositories.status_rule import (
+    CURRENT_STATUS,
+    cached_status_holds,
+    cached_status_stale,
+    current_club_status,
+    current_subscription_status,
+)
 from repositories.tables import (
     Subscription as SubscriptionRow,
 )
@@ -19,23 +43,31 @@ from repositories.tables import (
 )
 
 
-def eligible_select(at: datetime, club_statuses: Iterable[int]) -> Select:
-    """SELECT subscription.id of the eligible subscriptions at `at`, in no order.
+def eligible_select(at: datetime, club_statuses: Iterable[int]) -> CompoundSelect:
+    """SELECT id of the eligible subscriptions at `at`, in no order, in one statement.
 
-    The one definition of the eligible set: the endpoint pages through it and the
-    billing run streams it (joining what else it needs on subscription.id).
+    For the billing run, which streams the whole set (joining what else it needs on id);
+    the endpoint pages through the same set with the statements below, on one snapshot.
     """
-    subs = current_subscription_status(at).subquery()
-    clubs = current_club_status(at).subquery()
-    return (
-        select(SubscriptionRow.id)
-        .join(subs, subs.c.entity_id == SubscriptionRow.id)
-        .join(clubs, clubs.c.entity_id == SubscriptionRow.club_id)
-        .where(
-            subs.c.status_id == int(SubscriptionStatus.ACTIVE),
-            clubs.c.status_id.in_([int(s) for s in club_statuses]),
-        )
+    clubs = current_club_status(at).subquery("club_now")
+    shipping = select(clubs.c.entity_id).where(
+        clubs.c.status_id.in_([int(s) for s in club_statuses])
     )
+    active = int(SubscriptionStatus.ACTIVE)
+    cache = CURRENT_STATUS.c
+    cached = select(cache.subscription_id.label("id")).where(
+        cached_status_holds(at), cache.status_id == active, cache.club_id.in_(shipping)
+    )
+    stale = cached_status_stale(at).subquery("stale")
+    live_status = current_subscription_status(
+        at, SubscriptionStatusHistory.subscription_id.in_(select(stale.c.subscription_id))
+    ).subquery("live_status")
+    live = (
+        select(SubscriptionRow.id.label("id"))
+        .join(live_status, live_status.c.entity_id == SubscriptionRow.id)
+        .where(live_status.c.status_id == active, SubscriptionRow.club_id.in_(shipping))
+    )
+    return union_all(cached, live)
 
 
 class SqlAlchemySubscriptionRepository:
@@ -139,12 +171,89 @@ class SqlAlchemySubscriptionRepository:
         after: str | None,
         limit: int | None,
     ) -> list[str]:
-        stmt = eligible_select(at, club_statuses).order_by(SubscriptionRow.id)
-        if after is not None:
-            stmt = stmt.where(SubscriptionRow.id > after)
-        if limit is not None:
-            stmt = stmt.limit(limit)
-        return list(self.session.scalars(stmt))
+        # Statements on one snapshot. The clubs are few: their statuses come first, live, so
+        # the big query sees them as constants the planner can estimate (as a subquery they
+        # are misjudged, and it then sorts every eligible id to return the first 10,000).
+        # psycopg2 sends the level with BEGIN: no round trip of its own.
+        conn = self.session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        shipping, any_stale = conn.execute(
+            _SHIPPING_AND_STALE, {"at": at, "statuses": [int(s) for s in club_statuses]}
+        ).one()
+        if not shipping:
+            return []
+        params = {"at": at, "shipping": shipping, "after": after, "limit": limit}
+        page = _CACHED if after is None else _CACHED_AFTER
+        cached_ids = _ids(conn, page, params)
+        if not any_stale:
+            return cached_ids
+        live_ids = _ids(conn, _LIVE if after is None else _LIVE_AFTER, params)
+        if not live_ids:
+            return cached_ids
+        # The two parts are disjoint; PostgreSQL merges them, so the order stays the database
+        # collation's.
+        return _ids(conn, _MERGE, {"ids": cached_ids + live_ids, "limit": limit})
+
+
+def _ids(conn: Connection, stmt: Executable, params: dict) -> list[str]:
+    # Straight from the driver's tuples: building a Row per id costs more than the query.
+    result = conn.execute(stmt, params)
+    try:
+        return list(map(itemgetter(0), result.cursor.fetchall()))
+    finally:
+        result.close()
+
+
+def _eligible_statements():
+    """GET /subscription/eligible's statements, built once per container (they are hot)."""
+    at = bindparam("at", type_=DateTime)
+    clubs = current_club_status(at).subquery("club_now")
+    stale = cached_status_stale(at).subquery("stale")
+    shipping_and_stale = select(
+        func.array(
+            select(clubs.c.entity_id)
+            .where(clubs.c.status_id.in_(bindparam("statuses", expanding=True)))
+            .scalar_subquery()
+        ),
+        select(stale.c.subscription_id).exists(),
+    )
+    shipping = any_(bindparam("shipping", type_=ARRAY(Integer)))
+    limit = bindparam("limit", type_=Integer)
+    after = bindparam("after", type_=String)
+    active = int(SubscriptionStatus.ACTIVE)
+    # Cache rows whose interval holds at `at`, in id order from the ACTIVE-only index ...
+    cache = CURRENT_STATUS.c
+    cached = (
+        select(cache.subscription_id)
+        .where(cached_status_holds(at), cache.status_id == active, cache.club_id == shipping)
+        .order_by(cache.subscription_id)
+        .limit(limit)
+    )
+    # ... and the rule applied live to the few whose interval does not hold (a scheduled
+    # change fell due since they were computed, or `at` is earlier than their computation).
+    live_status = current_subscription_status(
+        at, SubscriptionStatusHistory.subscription_id.in_(select(stale.c.subscription_id))
+    ).subquery("live_status")
+    row = SubscriptionRow.__table__.c
+    live = (
+        select(row.id)
+        .join(live_status, live_status.c.entity_id == row.id)
+        .where(live_status.c.status_id == active, row.club_id == shipping)
+        .order_by(row.id)
+        .limit(limit)
+    )
+    merged = select(func.unnest(bindparam("ids", type_=ARRAY(String)))).subquery("merged")
+    merge = select(merged.c[0]).order_by(merged.c[0]).limit(limit)
+    return (
+        shipping_and_stale,
+        cached,
+        cached.where(cache.subscription_id > after),
+        live,
+        live.where(row.id > after),
+        merge,
+    )
+
+
+_SHIPPING_AND_STALE, _CACHED, _CACHED_AFTER, _LIVE, _LIVE_AFTER, _MERGE = _eligible_statements()
 
 
 class SqlAlchemyStatusHistoryRepository:

@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 APP_TABLES = (
     "club, club_status_history, subscription, subscription_status_history, "
     "subscription_claim, superseded_status_change, charge, charge_attempt, "
-    "billing_schedule, charge_refund, webhook_event, card_unavailable, billing_audit"
+    "billing_schedule, charge_refund, webhook_event, card_unavailable, billing_audit, "
+    "subscription_current_status"
 )
 
 

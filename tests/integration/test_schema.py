@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -73,12 +74,14 @@ def test_approved_tables_have_only_their_primary_keys_and_restricting_foreign_ke
             ),
             {"t": TABLES},
         ).all()
-        triggers = conn.scalar(
-            text(
-                "SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal"
-                " AND tgrelid::regclass::text = ANY(:t)"
-            ),
-            {"t": TABLES},
+        triggers = set(
+            conn.execute(
+                text(
+                    "SELECT tgrelid::regclass::text, tgname, tgfoid::regproc::text FROM pg_trigger"
+                    " WHERE NOT tgisinternal AND tgrelid::regclass::text = ANY(:t)"
+                ),
+                {"t": TABLES},
+            ).tuples()
         )
     kinds = sorted((t, c) for t, c, _, _ in constraints)
     assert kinds == sorted(
@@ -98,7 +101,71 @@ def test_approved_tables_have_only_their_primary_keys_and_restricting_foreign_ke
         "FOREIGN KEY (subscription_id) REFERENCES subscription(id) ON DELETE RESTRICT",
         "FOREIGN KEY (status_id) REFERENCES status(id) ON DELETE RESTRICT",
     }
-    assert triggers == 0
+    # And the only triggers are the statement-level ones keeping the current-status cache
+    assert triggers == CURRENT_STATUS_TRIGGERS
+
+
+CURRENT_STATUS_TRIGGERS = {
+    (table, f"trg_{table}_current_status_{event}", f"subscription_current_status_{function}")
+    for table, event, function in [
+        ("subscription_status_history", "insert", "history_changed"),
+        ("subscription_status_history", "update", "history_changed"),
+        ("subscription_status_history", "delete", "history_changed"),
+        ("subscription_status_history", "truncate", "truncated"),
+        ("subscription", "update", "subscription_changed"),
+        ("subscription", "delete", "subscription_changed"),
+        ("subscription", "truncate", "truncated"),
+    ]
+}
+
+
+def test_plain_sql_writes_of_every_kind_still_succeed_with_the_triggers(db):
+    # Given a club and subscriptions written by plain SQL
+    club = builders.club(db)
+    with db.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO subscription (id, club_id) VALUES ('w-1', :c), ('w-2', :c),"
+                " ('w-3', NULL)"
+            ),
+            {"c": club},
+        )
+        # When history rows as sparse and odd as the types allow are inserted in one statement
+        conn.execute(
+            text(
+                "INSERT INTO subscription_status_history (id, subscription_id, status_id,"
+                " effect_date, create_date) VALUES ('wh-1', 'w-1', 1, '2020-01-01', NULL),"
+                " ('wh-2', 'w-1', NULL, '9999-12-31', NULL), ('wh-3', NULL, 1, '2020-01-01',"
+                " NULL), ('wh-4', 'w-2', NULL, NULL, NULL), ('wh-5', 'w-3', 2, '-infinity',"
+                " 'infinity')"
+            )
+        )
+    # And updated every way, moved between subscriptions, deleted, copied in and renamed
+    with db.begin() as conn:
+        conn.execute(text("UPDATE subscription_status_history SET effect_date = NULL"))
+        conn.execute(text("UPDATE subscription_status_history SET subscription_id = 'w-2'"))
+        conn.execute(text("UPDATE subscription SET club_id = NULL"))
+        conn.execute(text("UPDATE subscription SET customer_store_id = 'x' WHERE id = 'w-1'"))
+        conn.execute(text("DELETE FROM subscription_status_history WHERE id = 'wh-1'"))
+        conn.execute(text("INSERT INTO subscription (id) VALUES ('w-4')"))
+        conn.execute(text("UPDATE subscription SET id = 'w-5' WHERE id = 'w-4'"))
+    raw = db.raw_connection()
+    try:
+        with raw.cursor() as cur:
+            cur.copy_expert(
+                "COPY subscription_status_history (id, subscription_id, status_id, effect_date)"
+                " FROM STDIN",
+                io.StringIO("wc-1\tw-1\t1\t2021-01-01\nwc-2\t\\N\t\\N\t\\N\n"),
+            )
+        raw.commit()
+    finally:
+        raw.close()
+    with db.begin() as conn:
+        conn.execute(text("DELETE FROM subscription_status_history"))
+        conn.execute(text("DELETE FROM subscription"))
+    # Then every statement was accepted and nothing is left
+    assert builders.count(db, "subscription") == 0
+    assert builders.count(db, "subscription_current_status") == 0
 
 
 def test_lookup_rows_are_seeded_with_the_approved_names(db):
@@ -229,3 +296,41 @@ def test_alembic_reads_a_legacy_scope_file_with_x_scope(scratch_db):
     # Then that database is migrated
     assert result.returncode == 0, result.stderr
     assert "subscription" in table_names(scratch_db)
+
+
+def test_a_role_with_rights_only_on_the_approved_tables_can_still_write_history(db):
+    # Given an operator role granted the approved tables and nothing of ours
+    role = f"operator_{uuid.uuid4().hex[:8]}"
+    club = builders.club(db)
+    with db.begin() as conn:
+        conn.execute(text(f"CREATE ROLE {role}"))
+        conn.execute(
+            text(
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON subscription,"
+                f" subscription_status_history, club, status TO {role}"
+            )
+        )
+    try:
+        # When it adds a subscription and history, moves it and deletes it all
+        with db.begin() as conn:
+            conn.execute(text(f"SET LOCAL ROLE {role}"))
+            conn.execute(
+                text("INSERT INTO subscription (id, club_id) VALUES ('op-1', :c)"), {"c": club}
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO subscription_status_history (id, subscription_id, status_id,"
+                    " effect_date) VALUES ('op-h', 'op-1', 1, '2020-01-01')"
+                )
+            )
+            conn.execute(text("UPDATE subscription SET club_id = NULL WHERE id = 'op-1'"))
+            cached = conn.scalar(text("SELECT count(*) FROM subscription_status_history"))
+            conn.execute(text("DELETE FROM subscription_status_history WHERE id = 'op-h'"))
+            conn.execute(text("DELETE FROM subscription WHERE id = 'op-1'"))
+        # Then every statement succeeded, the cache having been kept by its owner's rights
+        assert cached == 1
+        assert builders.count(db, "subscription_current_status") == 0
+    finally:
+        with db.begin() as conn:
+            conn.execute(text(f"DROP OWNED BY {role}"))
+            conn.execute(text(f"DROP ROLE {role}"))

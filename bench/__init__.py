@@ -1,0 +1,1 @@
+"""`make bench`: data sets built with COPY, each measurement next to its baseline."""

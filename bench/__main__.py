@@ -1,0 +1,252 @@
+"""make bench: build the data sets, measure, check, and write BENCHMARKS.md and the plot.
+
+python -m bench [--sizes 10000,30000,100000,300000,1000000] [--repeat 5] [--fresh]
+                [--output BENCHMARKS.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SIZES = (10_000, 30_000, 100_000, 300_000, 1_000_000)
+COLD_SIZE = 2_000
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def admin_url() -> str:
+    from scripts import devdb
+
+    return os.environ.get("BENCH_DATABASE_URL") or devdb.server_url(ROOT / ".pgdata-bench")
+
+
+def migrate(url: str) -> None:
+    from alembic.config import Config
+
+    from alembic import command
+
+    config = Config(str(ROOT / "alembic.ini"))
+    config.attributes["configure_logger"] = False
+    previous = os.environ.get("DATABASE_URL")
+    os.environ["DATABASE_URL"] = url
+    try:
+        command.upgrade(config, "head")
+    finally:
+        if previous is None:
+            os.environ.pop("DATABASE_URL", None)
+        else:
+            os.environ["DATABASE_URL"] = previous
+
+
+def scalar_list(url: str, sql: str, params: tuple = ()) -> list:
+    from bench import data
+
+    conn = data.connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return [row[0] for row in cur.fetchall()]
+    finally:
+        conn.close()
+
+
+def eligible_ids(url: str) -> list[str]:
+    from bench.eligible import RULE_JOIN, fetch_all
+
+    return [r[0] for r in fetch_all(url, RULE_JOIN, datetime.now(UTC).replace(tzinfo=None))]
+
+
+def write_cost(url: str, rows: int = 200) -> dict:
+    """Single-row history inserts, one transaction each, with and without the triggers."""
+    from bench import data
+
+    subs = scalar_list(url, "SELECT id FROM subscription ORDER BY id LIMIT %s", (rows,))
+    conn = data.connect(url)
+    result = {"rows": len(subs)}
+    try:
+        with conn.cursor() as cur:
+            for label, enabled in (("without_ms", False), ("with_ms", True), ("without_ms", False)):
+                cur.execute(
+                    "ALTER TABLE subscription_status_history "
+                    + ("ENABLE" if enabled else "DISABLE")
+                    + " TRIGGER trg_subscription_status_history_current_status_insert"
+                )
+                conn.commit()
+                marker = f"bench-{uuid.uuid4().hex[:8]}"
+                started = time.perf_counter()
+                for n, sub in enumerate(subs):
+                    cur.execute(
+                        "INSERT INTO subscription_status_history (id, subscription_id, status_id,"
+                        " effect_date, create_date, details) VALUES (%s, %s, 1,"
+                        " '2020-01-01', '2020-01-01', 'bench')",
+                        (f"{marker}-{n}", sub),
+                    )
+                    conn.commit()
+                result[label] = (time.perf_counter() - started) / len(subs) * 1000
+            cur.execute(
+                "ALTER TABLE subscription_status_history"
+                " ENABLE TRIGGER trg_subscription_status_history_current_status_insert"
+            )
+            cur.execute("DELETE FROM subscription_status_history WHERE details = 'bench'")
+            conn.commit()
+    finally:
+        conn.close()
+    return result
+
+
+def cold_events(url: str, repeat: int) -> dict[str, list[dict]]:
+    club = scalar_list(
+        url,
+        "SELECT club_id FROM club_status_history GROUP BY club_id"
+        " HAVING max(club_status_id) = 1 ORDER BY club_id LIMIT 1",
+    )[0]
+    subs = eligible_ids(url)[:repeat]
+    token = uuid.uuid4().hex[:8]
+    return {
+        "eligible": [
+            {"method": "GET", "resource": "/subscription/eligible", "query": {"limit": "1000"}}
+        ]
+        * repeat,
+        "subscribe": [
+            {
+                "method": "POST",
+                "resource": "/club/{id}/subscribe/",
+                "path_parameters": {"id": str(club)},
+                "body": {"customer_id": f"cold-{token}-{n}"},
+            }
+            for n in range(repeat)
+        ],
+        "status": [
+            {
+                "method": "POST",
+                "resource": "/subscription/{id}/status/",
+                "path_parameters": {"id": sub},
+                "body": {"status_id": 1, "details": "bench"},
+            }
+            for sub in subs
+        ],
+        "charge": [
+            {
+                "method": "POST",
+                "resource": "/subscription/{id}/charge/{request_id}",
+                "path_parameters": {"id": sub, "request_id": f"cold-{token}-{n}"},
+            }
+            for n, sub in enumerate(subs)
+        ],
+    }
+
+
+def postgres_version(url: str) -> str:
+    return scalar_list(url, "SHOW server_version")[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default=",".join(str(s) for s in SIZES))
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--output", default=str(ROOT / "BENCHMARKS.md"))
+    parser.add_argument(
+        "--fresh", action="store_true", help="drop and regenerate the data sets (timed)"
+    )
+    args = parser.parse_args(argv)
+    sizes = sorted(int(s) for s in args.sizes.split(","))
+    started = time.perf_counter()
+    # The handlers log and emit metrics on stdout: keep them out of the console.
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "INFO")
+    real_stdout = sys.stdout
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the process's life
+    sys.path.insert(0, str(ROOT))
+
+    from bench import charges, coldstart, data, eligible, report
+    from fake_ecommerce import server
+
+    admin = admin_url()
+    if args.fresh:
+        from scripts import devdb
+
+        for size in [*sizes, COLD_SIZE]:
+            devdb.drop_database(admin, data.database_name(size))
+    datasets = []
+    for size in sizes:
+        log(f"data set of {size:,} subscriptions")
+        datasets.append(data.build(admin, size, migrate, log=log))
+    results = []
+    for dataset in datasets:
+        log(f"eligible at {dataset.size:,}")
+        results.append(eligible.measure(dataset, args.repeat))
+        log(json.dumps(results[-1]))
+    biggest = datasets[-1]
+    log("memory")
+    done = subprocess.run(  # noqa: S603 - our own module, our own database URL
+        [sys.executable, "-m", "bench.memory", biggest.url],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    memory = json.loads(done.stdout.strip().splitlines()[-1])
+    log(json.dumps(memory))
+    log("writes")
+    writes = write_cost(biggest.url)
+    log(json.dumps(writes))
+    log("cold start")
+    cold_db = data.build(admin, COLD_SIZE, migrate, log=log)
+    charges.answer_at_once()
+    fake = server.start(api_key=charges.KEY, api_secret=charges.SECRET, log_stream=io.StringIO())
+    with fake as p:
+        cold = coldstart.measure(
+            cold_events(cold_db.url, args.repeat),
+            {
+                "DATABASE_URL": cold_db.url,
+                "ECOMM_BASE_URL": p.base_url,
+                "ECOMM_API_KEY": charges.KEY,
+                "ECOMM_API_SECRET": charges.SECRET,
+            },
+        )
+    charges.clear_ledger(cold_db.url)
+    log(json.dumps(cold))
+    log("charges")
+    charge_db = next((d for d in datasets if d.size >= 100_000), biggest)
+    charge_ids = eligible_ids(charge_db.url)[:1000]
+    charge_result = charges.measure(charge_db, charge_ids, args.repeat)
+    log(json.dumps(charge_result))
+    run = {
+        "machine": report.machine(),
+        "postgres": postgres_version(biggest.url),
+        "repeat": args.repeat,
+        "datasets": [d.__dict__ for d in datasets],
+        "eligible": results,
+        "memory": memory,
+        "writes": writes,
+        "coldstart": cold,
+        "charges": charge_result,
+        "finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M"),
+        "total_seconds": time.perf_counter() - started,
+    }
+    report.plot(results, ROOT / report.PLOT)
+    text, goals = report.markdown(run)
+    Path(args.output).write_text(text)
+    (ROOT / "bench-results.json").write_text(json.dumps(run, indent=2, default=str))
+    sys.stdout = real_stdout
+    print(text)
+    for goal, passed in goals.items():
+        log(f"{'PASS' if passed else 'FAIL'}  {goal}")
+    return 0 if all(goals.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
