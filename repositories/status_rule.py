@@ -12,9 +12,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     ColumnElement,
+    CompoundSelect,
     DateTime,
+    Exists,
     Integer,
     MetaData,
     ScalarSelect,
@@ -24,9 +27,10 @@ from sqlalchemy import (
     and_,
     or_,
     select,
+    union,
 )
 
-from repositories.tables import ClubStatusHistory, SubscriptionStatusHistory
+from repositories.tables import ClubStatusHistory, Subscription, SubscriptionStatusHistory
 
 
 @dataclass(frozen=True)
@@ -80,34 +84,51 @@ def current_club_status(at: datetime, where: ColumnElement[bool] | None = None) 
     return CLUBS.current(at, where)
 
 
-# The cache of revision 0004, kept by triggers: each row is the rule's answer on the
-# interval [valid_from, valid_until) (NULL bounds open). Its own MetaData: nothing here
-# is ever created from the mapping.
+# The cache of revision 0004: each row is the rule's answer on the interval
+# [valid_from, valid_until) (NULL bounds open), unless its subscription is marked dirty
+# (written since the row was computed; a NULL id marks everything, after a TRUNCATE).
+# Its own MetaData: nothing here is ever created from the mapping.
+_CACHE_METADATA = MetaData()
 CURRENT_STATUS = Table(
     "subscription_current_status",
-    MetaData(),
+    _CACHE_METADATA,
     Column("subscription_id", String(36), primary_key=True),
     Column("club_id", Integer),
     Column("status_id", Integer),
     Column("valid_from", DateTime),
     Column("valid_until", DateTime),
 )
+DIRTY = Table(
+    "subscription_status_dirty",
+    _CACHE_METADATA,
+    Column("seq", BigInteger, primary_key=True),
+    Column("subscription_id", String(36)),
+)
+
+
+def _everything_dirty() -> Exists:
+    return select(DIRTY.c.seq).where(DIRTY.c.subscription_id.is_(None)).exists()
 
 
 def cached_status_holds(at: datetime) -> ColumnElement[bool]:
-    """True for cache rows whose interval contains `at`: their status is the rule's."""
+    """True for cache rows whose interval contains `at` and that no write has outdated."""
     c = CURRENT_STATUS.c
     return and_(
         or_(c.valid_from.is_(None), c.valid_from <= at),
         or_(c.valid_until.is_(None), c.valid_until > at),
+        ~select(DIRTY.c.seq).where(DIRTY.c.subscription_id == c.subscription_id).exists(),
+        ~_everything_dirty(),
     )
 
 
-def cached_status_stale(at: datetime) -> Select:
-    """Subscriptions whose cache row does not hold at `at` (written to use its two indexes)."""
+def cached_status_stale(at: datetime) -> CompoundSelect:
+    """Subscriptions whose status must be computed live at `at` (the complement of the
+    above, written so each part uses an index; the last part is empty but after a TRUNCATE)."""
     c = CURRENT_STATUS.c
-    return (
-        select(c.subscription_id)
-        .where(c.valid_until <= at)
-        .union(select(c.subscription_id).where(c.valid_from > at))
+    subscription = Subscription.__table__.c
+    return union(
+        select(c.subscription_id).where(c.valid_until <= at),
+        select(c.subscription_id).where(c.valid_from > at),
+        select(DIRTY.c.subscription_id).where(DIRTY.c.subscription_id.is_not(None)),
+        select(subscription.id).where(_everything_dirty()),
     )

@@ -16,15 +16,18 @@ from sqlalchemy import (
     insert,
     literal,
     select,
+    text,
     union_all,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Executable
 
+from common.observability import logger
 from domain.model import StatusChange, Subscription, SubscriptionStatus
 from repositories.status_rule import (
     CURRENT_STATUS,
@@ -175,6 +178,8 @@ class SqlAlchemySubscriptionRepository:
         # the big query sees them as constants the planner can estimate (as a subquery they
         # are misjudged, and it then sorts every eligible id to return the first 10,000).
         # psycopg2 sends the level with BEGIN: no round trip of its own.
+        if after is None:
+            self._absorb()
         conn = self.session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
         shipping, any_stale = conn.execute(
             _SHIPPING_AND_STALE, {"at": at, "statuses": [int(s) for s in club_statuses]}
@@ -192,6 +197,18 @@ class SqlAlchemySubscriptionRepository:
         # The two parts are disjoint; PostgreSQL merges them, so the order stays the database
         # collation's.
         return _ids(conn, _MERGE, {"ids": cached_ids + live_ids, "limit": limit})
+
+    def _absorb(self) -> None:
+        """Fold the writes since the last read into the cache, before the first page.
+
+        Its own short READ COMMITTED transaction, before the session's snapshot is taken.
+        Only for speed: the reads below are exact either way, so a failure is only logged.
+        """
+        try:
+            with self.session.get_bind().begin() as conn:
+                conn.execute(_ABSORB)
+        except DBAPIError:
+            logger.warning("current-status cache not refreshed", exc_info=True)
 
 
 def _ids(conn: Connection, stmt: Executable, params: dict) -> list[str]:
@@ -254,6 +271,9 @@ def _eligible_statements():
 
 
 _SHIPPING_AND_STALE, _CACHED, _CACHED_AFTER, _LIVE, _LIVE_AFTER, _MERGE = _eligible_statements()
+
+
+_ABSORB = text("SELECT subscription_current_status_absorb()")
 
 
 class SqlAlchemyStatusHistoryRepository:

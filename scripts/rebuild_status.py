@@ -2,8 +2,9 @@
 
 python -m scripts.rebuild_status   # on DATABASE_URL (make rebuild-status sets it)
 
-Writers wait while it runs (their triggers queue behind its lock); readers keep reading
-the previous contents until it commits. About 25 s at a million subscriptions (BENCHMARKS.md).
+Writers never wait for it (their triggers only mark subscriptions dirty); readers stay
+exact and keep the previous contents until it commits. About 25 s at a million
+subscriptions (BENCHMARKS.md).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ APP_TABLES = (
     "club, club_status_history, subscription, subscription_status_history, "
     "subscription_claim, superseded_status_change, charge, charge_attempt, "
     "billing_schedule, charge_refund, webhook_event, card_unavailable, billing_audit, "
-    "subscription_current_status"
+    "subscription_current_status, subscription_status_dirty"
 )
 
 

@@ -48,6 +48,11 @@ def counts(url: str) -> dict[str, int]:
                 " WHERE effect_date <= '2026-11-22' GROUP BY subscription_id) c"
             )
         )
+        found["marked"] = conn.scalar(
+            text("SELECT count(DISTINCT subscription_id) FROM subscription_status_dirty")
+        )
+    with engine.begin() as conn:
+        conn.execute(text("SELECT subscription_current_status_absorb()"))
         found["cached"] = conn.scalar(text("SELECT count(*) FROM subscription_current_status"))
     engine.dispose()
     return found
@@ -63,7 +68,9 @@ def test_the_generator_writes_the_promised_shape_with_copy_through_the_triggers(
     assert 400 <= small_dataset.history_rows - small_dataset.future_rows <= 2400
     assert found["per_subscription"] <= 6
     assert 0 < small_dataset.future_rows < 100
-    # And the COPY fired the cache triggers: every subscription has its row
+    # And the COPY fired the cache triggers: every subscription was marked, and has its row
+    # once the marks are absorbed
+    assert found["marked"] == 400
     assert found["cached"] == 400
 
 

@@ -91,6 +91,11 @@ def sql(db, statement: str, **params) -> None:
         conn.execute(text(statement), params)
 
 
+def absorb(db) -> int:
+    with db.begin() as conn:
+        return conn.scalar(text("SELECT subscription_current_status_absorb()"))
+
+
 def history_row(db, sub_id, status_id, effect_date, create_date=None, row_id=None) -> str:
     return builders.subscription_status(db, sub_id, status_id, effect_date, create_date, row_id)
 
@@ -251,7 +256,9 @@ def test_the_cache_holds_the_rules_answer_at_the_present_after_writes(db, now):
     history_row(db, a, 3, present - timedelta(days=2))
     history_row(db, a, 1, present + timedelta(days=2))
     b = builders.subscription(db, club, status_id=2)
-    # When the cache is read at the present
+    # When the writes are absorbed (the endpoint does it before its first page) and the
+    # cache is read at the present
+    absorb(db)
     with db.connect() as conn:
         rows = {
             r.subscription_id: r
@@ -266,12 +273,13 @@ def test_the_cache_holds_the_rules_answer_at_the_present_after_writes(db, now):
 
 
 def test_rebuild_and_refresh_due_reproduce_what_the_triggers_maintain(db, now):
-    # Given a cache maintained by the triggers
+    # Given a cache that absorbed what the triggers marked
     club = builders.club(db)
     present = real_now()
     for i in range(5):
         sub = builders.subscription(db, club, status_id=1 + i % 3)
         history_row(db, sub, 2, present + timedelta(days=i + 1))
+    absorb(db)
     with db.connect() as conn:
         before = conn.execute(text("SELECT * FROM subscription_current_status ORDER BY 1")).all()
     # When operators rebuild it and refresh the due rows
@@ -354,6 +362,7 @@ def test_the_operators_rebuild_command_restores_a_cache_written_around(db, now, 
 
     club = builders.club(db)
     subs = [builders.subscription(db, club) for _ in range(3)]
+    absorb(db)
     with db.begin() as conn:
         conn.execute(text("SET LOCAL session_replication_role = replica"))
         conn.execute(
@@ -374,3 +383,56 @@ def test_the_operators_rebuild_command_restores_a_cache_written_around(db, now, 
     assert rebuild_status.main() == 0
     # Then the endpoint is the rule again
     assert_exact(db, now)
+
+
+def test_writes_only_mark_subscriptions_and_the_first_page_absorbs_them(db, now):
+    # Given an absorbed cache
+    club = builders.club(db)
+    sub = builders.subscription(db, club)
+    absorb(db)
+    # When an operator cancels the subscription with plain SQL
+    history_row(db, sub, 2, datetime(2026, 1, 1))
+    # Then the write only marked it dirty, the cache row is untouched, yet the answer is exact
+    assert builders.count(db, "subscription_status_dirty", "subscription_id = :s", s=sub) == 1
+    assert builders.count(db, "subscription_current_status", "status_id = 1") == 1
+    now(datetime(2026, 11, 21, 12))
+    assert paged_answer() == rule_answer(db, datetime(2026, 11, 21, 12)) == []
+    # And a first page absorbs the mark into the cache
+    assert endpoint_answer() == []
+    assert builders.count(db, "subscription_status_dirty") == 0
+    assert builders.count(db, "subscription_current_status", "status_id = 2") == 1
+
+
+def test_a_truncate_marks_everything_and_reads_stay_exact_until_absorbed(db, now):
+    # Given an absorbed cache with an eligible subscription
+    club = builders.club(db)
+    builders.subscription(db, club)
+    absorb(db)
+    # When the history is truncated by an operator, while another absorber is busy
+    sql(db, "TRUNCATE subscription_status_history")
+    now(datetime(2026, 11, 21, 12))
+    with db.connect() as busy:
+        busy.execute(text("SELECT 1 FROM subscription_status_absorber FOR UPDATE"))
+        # Then the whole table is marked, and answers computed meanwhile are exact
+        assert builders.count(db, "subscription_status_dirty", "subscription_id IS NULL") == 1
+        assert endpoint_answer() == []
+        assert paged_answer() == []
+        busy.rollback()
+    # And once absorbed, the cache is rebuilt from the (empty) history
+    absorb(db)
+    assert builders.count(db, "subscription_current_status") == 0
+    assert builders.count(db, "subscription_status_dirty") == 0
+
+
+def test_a_busy_absorber_leaves_the_work_to_the_other(db, database_url, now):
+    # Given one absorber holding the cache lock in an open transaction
+    club = builders.club(db)
+    builders.subscription(db, club)
+    with db.connect() as holder:
+        holder.execute(text("SELECT 1 FROM subscription_status_absorber FOR UPDATE"))
+        # When a second one runs
+        skipped = absorb(db)
+        holder.rollback()
+    # Then it returns at once without doing anything, and the marks stay for later
+    assert skipped == -1
+    assert builders.count(db, "subscription_status_dirty") > 0
