@@ -205,7 +205,6 @@ def main(argv: list[str] | None = None) -> int:
     log(json.dumps(writes))
     log("cold start")
     cold_db = data.build(admin, COLD_SIZE, migrate, log=log)
-    charges.answer_at_once()
     fake = server.start(api_key=charges.KEY, api_secret=charges.SECRET, log_stream=io.StringIO())
     with fake as p:
         cold = coldstart.measure(

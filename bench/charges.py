@@ -1,7 +1,8 @@
 """Charge overhead: 1,000 sequential charges of different subscriptions through the handler,
 against the local fake platform, next to a bare psycopg2 + requests loop doing the same
-database work (the eligibility read, the ledger row and its attempt committed before the
-call, the call, the outcome recorded and committed)."""
+database work (the eligibility read, the ledger row, its attempt and its audit row
+committed before the call, the call, the outcome and its audit row recorded and
+committed)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,12 @@ SELECT s.id, s.customer_store_id, c.store_sku,
     ORDER BY h.effect_date DESC, h.create_date DESC NULLS LAST, h.id DESC LIMIT 1)
 FROM subscription s LEFT JOIN club c ON c.id = s.club_id WHERE s.id = %(id)s
 """
+
+
+AUDIT = (
+    "INSERT INTO billing_audit (action, actor, occurred_at, subscription_id, customer_store_id,"
+    " period, charge_id, request_id, details) VALUES (%s, 'bench', %s, %s, %s, %s, %s, %s, %s)"
+)
 
 
 def bare_loop(url: str, base_url: str, ids: list[str]) -> int:
@@ -58,6 +65,19 @@ def bare_loop(url: str, base_url: str, ids: list[str]) -> int:
                     " VALUES (%s, 1, %s, %s)",
                     (charge_id, request_id, now),
                 )
+                cur.execute(
+                    AUDIT,
+                    (
+                        "charge_attempt",
+                        now,
+                        sub,
+                        customer,
+                        period,
+                        charge_id,
+                        request_id,
+                        "attempt 1",
+                    ),
+                )
                 conn.commit()
                 answer = session.post(
                     f"{base_url}/order/{request_id}",
@@ -77,6 +97,19 @@ def bare_loop(url: str, base_url: str, ids: list[str]) -> int:
                     "UPDATE charge SET state = %s, platform_status = %s, platform_body = %s,"
                     " updated_at = %s WHERE id = %s AND attempts = 1 AND state = 'pending'",
                     (state, answer.status_code, answer.text, done, charge_id),
+                )
+                cur.execute(
+                    AUDIT,
+                    (
+                        "charge_outcome",
+                        done,
+                        sub,
+                        None,
+                        period,
+                        charge_id,
+                        request_id,
+                        f"attempt 1: {state}",
+                    ),
                 )
                 conn.commit()
                 placed += answer.ok
@@ -105,18 +138,10 @@ def clear_ledger(url: str) -> None:
     conn = data.connect(url)
     try:
         with conn.cursor() as cur:
-            cur.execute("TRUNCATE charge, charge_attempt")
+            cur.execute("TRUNCATE charge, charge_attempt CASCADE")
         conn.commit()
     finally:
         conn.close()
-
-
-def answer_at_once() -> None:
-    """Make the fake platform answer at once: without TCP_NODELAY its body waits ~40 ms for
-    the client's delayed ACK (Nagle), which would hide every other cost in the loop."""
-    from fake_ecommerce import server
-
-    server._Handler.disable_nagle_algorithm = True  # bench-only tuning of the fake
 
 
 def measure(dataset: data.DataSet, ids: list[str], repeat: int) -> dict:
@@ -124,7 +149,6 @@ def measure(dataset: data.DataSet, ids: list[str], repeat: int) -> dict:
     from fake_ecommerce import server
     from handlers import charge
 
-    answer_at_once()
     with server.start(api_key=KEY, api_secret=SECRET, log_stream=io.StringIO()) as platform:
         os.environ.update(
             ECOMM_BASE_URL=platform.base_url, ECOMM_API_KEY=KEY, ECOMM_API_SECRET=SECRET

@@ -498,6 +498,8 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Small answers go out at once instead of waiting ~40 ms for the client's delayed ACK.
+    disable_nagle_algorithm = True
     server_version = "FakeEcommerce/1.0"
 
     @property

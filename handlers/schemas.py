@@ -88,14 +88,19 @@ def club_id(raw: str | None) -> int:
     return int(raw)
 
 
-class SubscribeBody(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class Shape(BaseModel):
+    """Every edge shape builds its validator on first use, not at import: a function pays
+    only for the shapes it reads (cold start)."""
+
+    model_config = ConfigDict(extra="ignore", defer_build=True)
+
+
+class SubscribeBody(Shape):
 
     customer_id: OpaqueId = Field(description="the customer's id in the e-commerce platform")
 
 
-class StatusChangeBody(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class StatusChangeBody(Shape):
 
     status_id: Annotated[StrictInt, AfterValidator(_known_status)] = Field(
         description="1 ACTIVE, 2 CANCELLED, 3 PAUSED"
@@ -124,8 +129,7 @@ class StatusChangeBody(BaseModel):
         return self
 
 
-class EligibleQuery(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class EligibleQuery(Shape):
 
     limit: Annotated[int, BeforeValidator(_whole_number_text)] | None = Field(
         default=None, ge=1, le=MAX_ELIGIBLE_PAGE, description="page size (about 4 MB at most)"
@@ -133,11 +137,11 @@ class EligibleQuery(BaseModel):
     after: OpaqueId | None = Field(default=None, description="the last id of the previous page")
 
 
-class OpaqueIdPath(BaseModel):
+class OpaqueIdPath(Shape):
     id: OpaqueId = Field(description="a subscription id from the path")
 
 
-class ChargePath(BaseModel):
+class ChargePath(Shape):
     id: OpaqueId = Field(description="the subscription to charge")
     request_id: OpaqueId = Field(
         description="the caller's idempotency key, sent to the platform as /order/{request_id}"
@@ -155,7 +159,7 @@ Reason = Annotated[StrictStr, Field(min_length=1, max_length=500), AfterValidato
 OccurredAt = Annotated[StrictStr, AfterValidator(_iso_datetime)] | None
 
 
-class PaymentOutcomeData(BaseModel):
+class PaymentOutcomeData(Shape):
     request_id: OpaqueId = Field(description="the request id of the order we placed")
     outcome: Literal["success", "failure"]
     reason: Reason | None = None
@@ -167,19 +171,18 @@ class PaymentOutcomeData(BaseModel):
         return self
 
 
-class RefundData(BaseModel):
+class RefundData(Shape):
     request_id: OpaqueId = Field(description="the request id of the refunded order")
     reason: Reason
     amount: Decimal | None = Field(default=None, ge=0, le=10**9, decimal_places=2)
 
 
-class CardUnavailableData(BaseModel):
+class CardUnavailableData(Shape):
     customer_id: OpaqueId = Field(description="the customer's id in the e-commerce platform")
     reason: Literal["expired", "cancelled"]
 
 
-class _Event(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class _Event(Shape):
 
     event_id: EventId
     occurred_at: OccurredAt = None
@@ -207,4 +210,4 @@ class WebhookBody(
         ]
     ]
 ):
-    pass
+    model_config = ConfigDict(defer_build=True)

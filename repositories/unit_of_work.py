@@ -2,23 +2,45 @@
 
 from __future__ import annotations
 
-from typing import Self
+import importlib
+from typing import Any, Self
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from repositories import database
-from repositories.audit import SqlAlchemyAuditRepository
-from repositories.billing import SqlAlchemyBillingRepository
-from repositories.charges import SqlAlchemyChargeRepository
-from repositories.clubs import SqlAlchemyClubRepository
-from repositories.subscriptions import (
-    SqlAlchemyStatusHistoryRepository,
-    SqlAlchemySubscriptionRepository,
-)
-from repositories.webhooks import SqlAlchemyWebhookRepository
+
+
+class _Repository:
+    """A repository built on first use in a transaction, from a module imported then: each
+    function imports only the repositories it uses (cold start)."""
+
+    def __init__(self, module: str, name: str) -> None:
+        self.module = module
+        self.name = name
+        self.attribute = ""
+
+    def __set_name__(self, owner: type, attribute: str) -> None:
+        self.attribute = attribute
+
+    def __get__(self, uow: SqlAlchemyUnitOfWork | None, owner: type) -> Any:
+        if uow is None:
+            return self
+        assert uow.session is not None, "repositories live inside `with uow:`"
+        repository = getattr(importlib.import_module(self.module), self.name)(uow.session)
+        uow.__dict__[self.attribute] = repository
+        return repository
 
 
 class SqlAlchemyUnitOfWork:
+    clubs = _Repository("repositories.clubs", "SqlAlchemyClubRepository")
+    subscriptions = _Repository("repositories.subscriptions", "SqlAlchemySubscriptionRepository")
+    history = _Repository("repositories.subscriptions", "SqlAlchemyStatusHistoryRepository")
+    charges = _Repository("repositories.charges", "SqlAlchemyChargeRepository")
+    audit = _Repository("repositories.audit", "SqlAlchemyAuditRepository")
+    billing = _Repository("repositories.billing", "SqlAlchemyBillingRepository")
+    webhooks = _Repository("repositories.webhooks", "SqlAlchemyWebhookRepository")
+    _REPOSITORIES = ("clubs", "subscriptions", "history", "charges", "audit", "billing", "webhooks")
+
     def __init__(self, session_factory: sessionmaker[Session] | None = None) -> None:
         self._session_factory = session_factory
         self.session: Session | None = None
@@ -26,13 +48,6 @@ class SqlAlchemyUnitOfWork:
     def __enter__(self) -> Self:
         factory = self._session_factory or database.session_factory()
         self.session = factory()
-        self.clubs = SqlAlchemyClubRepository(self.session)
-        self.subscriptions = SqlAlchemySubscriptionRepository(self.session)
-        self.history = SqlAlchemyStatusHistoryRepository(self.session)
-        self.charges = SqlAlchemyChargeRepository(self.session)
-        self.audit = SqlAlchemyAuditRepository(self.session)
-        self.billing = SqlAlchemyBillingRepository(self.session)
-        self.webhooks = SqlAlchemyWebhookRepository(self.session)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -42,6 +57,8 @@ class SqlAlchemyUnitOfWork:
         finally:
             self.session.close()
             self.session = None
+            for name in self._REPOSITORIES:
+                self.__dict__.pop(name, None)
 
     def commit(self) -> None:
         assert self.session is not None
