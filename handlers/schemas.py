@@ -96,12 +96,10 @@ class Shape(BaseModel):
 
 
 class SubscribeBody(Shape):
-
     customer_id: OpaqueId = Field(description="the customer's id in the e-commerce platform")
 
 
 class StatusChangeBody(Shape):
-
     status_id: Annotated[StrictInt, AfterValidator(_known_status)] = Field(
         description="1 ACTIVE, 2 CANCELLED, 3 PAUSED"
     )
@@ -130,7 +128,6 @@ class StatusChangeBody(Shape):
 
 
 class EligibleQuery(Shape):
-
     limit: Annotated[int, BeforeValidator(_whole_number_text)] | None = Field(
         default=None, ge=1, le=MAX_ELIGIBLE_PAGE, description="page size (about 4 MB at most)"
     )
@@ -183,7 +180,6 @@ class CardUnavailableData(Shape):
 
 
 class _Event(Shape):
-
     event_id: EventId
     occurred_at: OccurredAt = None
 
