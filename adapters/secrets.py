@@ -15,28 +15,27 @@ CACHE_SECONDS = 3600
 def ecomm_api_secret(config: Settings) -> str:
     if config.ecomm_api_secret is not None:
         return config.ecomm_api_secret.get_secret_value()
-    name = config.ecomm_api_secret_id
-    if not name:
-        raise PlatformNotConfigured("set ECOMM_API_SECRET or ECOMM_API_SECRET_ID")
-    # Imported here: only the charge function pays for boto3.
-    from aws_lambda_powertools.utilities import parameters
-
-    if name.startswith("/"):
-        value = parameters.get_parameter(name, decrypt=True, max_age=CACHE_SECONDS)
-    else:
-        value = parameters.get_secret(name, max_age=CACHE_SECONDS)
-    if not value:
-        raise PlatformNotConfigured(f"the secret {name} is empty")
-    return str(value)
+    return _from_aws(
+        config.ecomm_api_secret_id,
+        PlatformNotConfigured,
+        "set ECOMM_API_SECRET or ECOMM_API_SECRET_ID",
+    )
 
 
 def webhook_secret(config: Settings) -> str:
     """The shared secret of the platform's webhooks: WEBHOOK_SECRET, or WEBHOOK_SECRET_ID."""
     if config.webhook_secret is not None:
         return config.webhook_secret.get_secret_value()
-    name = config.webhook_secret_id
+    return _from_aws(
+        config.webhook_secret_id, WebhookNotConfigured, "set WEBHOOK_SECRET or WEBHOOK_SECRET_ID"
+    )
+
+
+def _from_aws(name: str | None, missing: type[Exception], hint: str) -> str:
+    """An SSM SecureString (a name starting with "/") or a Secrets Manager secret, cached."""
     if not name:
-        raise WebhookNotConfigured("set WEBHOOK_SECRET or WEBHOOK_SECRET_ID")
+        raise missing(hint)
+    # Imported here: only the functions that need a secret pay for boto3.
     from aws_lambda_powertools.utilities import parameters
 
     if name.startswith("/"):
@@ -44,5 +43,5 @@ def webhook_secret(config: Settings) -> str:
     else:
         value = parameters.get_secret(name, max_age=CACHE_SECONDS)
     if not value:
-        raise WebhookNotConfigured(f"the secret {name} is empty")
+        raise missing(f"the secret {name} is empty")
     return str(value)

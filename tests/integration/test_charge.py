@@ -23,19 +23,7 @@ from handlers import charge as charge_handler
 from repositories import charges as charge_repository
 from tests import builders
 from tests.events import api_event, invoke
-
-SECRET = "test-secret-never-logged"
-KEY = "https://example.test/beer-club.git"
-
-
-def configure(monkeypatch, base_url: str, timeout: float = 2.0) -> None:
-    monkeypatch.setenv("ECOMM_BASE_URL", base_url)
-    monkeypatch.setenv("ECOMM_API_KEY", KEY)
-    monkeypatch.setenv("ECOMM_API_SECRET", SECRET)
-    monkeypatch.setenv("ECOMM_TIMEOUT_SECONDS", str(timeout))
-    monkeypatch.setenv("CHARGE_PENDING_TIMEOUT_SECONDS", "60")
-    settings.get.cache_clear()
-    charge_handler.platform.cache_clear()
+from tests.platforms import KEY, SECRET, configure
 
 
 @pytest.fixture
