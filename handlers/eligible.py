@@ -20,19 +20,20 @@ def lambda_handler(event: dict) -> http.Response:
     ids = subscriptions.eligible_ids(SqlAlchemyUnitOfWork(), now, page.after, page.limit)
     logger.info("eligible listed", count=len(ids), limit=page.limit, after=page.after)
     metrics.add_metric(name="EligibleListed", unit=MetricUnit.Count, value=len(ids))
-    too_large = _too_large(ids, now, paged=page.limit is not None)
+    # Encoded once: the size check and the answer share it.
+    body = orjson.dumps(ids)
+    too_large = _too_large(ids, body, now, paged=page.limit is not None)
     if too_large is not None:
         return too_large
     headers = {}
     if page.limit is not None and len(ids) == page.limit:
         headers["X-Next-After"] = ids[-1]
-    return http.Response(200, ids, headers)
+    return http.Response(200, body, headers)
 
 
-def _too_large(ids: list[str], now, paged: bool) -> http.Response | None:
+def _too_large(ids: list[str], body: bytes, now, paged: bool) -> http.Response | None:
     """The answer for a list that API Gateway could not carry, else None."""
     config = settings.get()
-    body = orjson.dumps(ids)
     # The proxy response carries the body as a JSON string, where every quote is escaped.
     if len(body) + body.count(b'"') + body.count(b"\\") <= config.eligible_max_response_bytes:
         return None

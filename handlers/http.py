@@ -54,7 +54,7 @@ class InvalidRequest(Exception):
 @dataclass
 class Response:
     status: int
-    body: Any
+    body: Any  # JSON-encodable, or bytes already encoded as JSON
     headers: dict[str, str] = field(default_factory=dict)
 
     def to_proxy(self) -> dict[str, Any]:
@@ -65,7 +65,9 @@ class Response:
                 "Access-Control-Allow-Origin": settings.get().cors_allow_origin,
                 **self.headers,
             },
-            "body": orjson.dumps(self.body).decode(),
+            "body": (
+                self.body if isinstance(self.body, bytes) else orjson.dumps(self.body)
+            ).decode(),
         }
 
 
