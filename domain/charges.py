@@ -75,11 +75,6 @@ class ChargeResult:
         return self.answer is None
 
 
-def billing_period(now: datetime) -> str:
-    """The UTC calendar month: the period of a club without a billing schedule."""
-    return schedules.period_for(schedules.DEFAULT, now, None).key
-
-
 def not_eligible_reason(target: ChargeTarget) -> str | None:
     if target.status_id != SubscriptionStatus.ACTIVE:
         return f"its status is {status_name(SubscriptionStatus, target.status_id) or 'unset'}"

@@ -28,9 +28,10 @@ def charge(uow, platform, request_id="r1", at=NOW):
     return charges.charge(uow, platform, "s1", request_id, lambda: at, TIMEOUT)
 
 
-def test_the_billing_period_is_the_utc_calendar_month():
-    assert charges.billing_period(datetime(2026, 1, 31, 23, 59)) == "2026-01"
-    assert charges.billing_period(datetime(2026, 12, 1)) == "2026-12"
+def test_without_a_schedule_the_billing_period_is_the_utc_calendar_month():
+    target = ChargeTarget("s1", "c", 1, 1, 1)
+    assert target.period(datetime(2026, 1, 31, 23, 59)).key == "2026-01"
+    assert target.period(datetime(2026, 12, 1)).key == "2026-12"
 
 
 def test_a_first_charge_commits_the_pending_row_before_calling_out(uow):
