@@ -436,3 +436,36 @@ def test_a_busy_absorber_leaves_the_work_to_the_other(db, database_url, now):
     # Then it returns at once without doing anything, and the marks stay for later
     assert skipped == -1
     assert builders.count(db, "subscription_status_dirty") > 0
+
+
+def test_the_first_page_recomputes_rows_whose_scheduled_change_took_effect(db, now):
+    # Given a cancellation that took effect an hour ago, and the cache row as it was
+    # computed before that: ACTIVE until the cancellation (the due path, nothing marked)
+    club = builders.club(db)
+    sub = builders.subscription(db, club, effect_date=datetime(2020, 1, 1))
+    present = real_now()
+    history_row(db, sub, 2, present - timedelta(hours=1))
+    absorb(db)
+    sql(
+        db,
+        "UPDATE subscription_current_status SET status_id = 1, valid_from = '2020-01-01',"
+        " valid_until = :until WHERE subscription_id = :s",
+        until=present - timedelta(hours=1),
+        s=sub,
+    )
+    now(present)
+    # When the billing operation asks for a first page
+    # Then the answer is the rule's, and the row is recomputed: CANCELLED from then on
+    assert endpoint_answer({"limit": "10"}) == rule_answer(db, present) == []
+    with db.connect() as conn:
+        row = conn.execute(
+            text("SELECT * FROM subscription_current_status WHERE subscription_id = :s"),
+            {"s": sub},
+        ).one()
+    assert (row.status_id, row.valid_from, row.valid_until) == (
+        2,
+        present - timedelta(hours=1),
+        None,
+    )
+    # And the next absorber has nothing left to do
+    assert absorb(db) == 0
