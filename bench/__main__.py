@@ -149,7 +149,8 @@ def cold_events(url: str, repeat: int) -> dict[str, list[dict]]:
 
 
 def postgres_version(url: str) -> str:
-    return scalar_list(url, "SHOW server_version")[0]
+    version = scalar_list(url, "SHOW server_version")[0]
+    return f"{version} (shared_buffers {scalar_list(url, 'SHOW shared_buffers')[0]})"
 
 
 def main(argv: list[str] | None = None) -> int:

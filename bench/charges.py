@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import requests
 
 from bench import data
-from bench.timing import median_seconds
+from bench.timing import interleaved_medians
 
 KEY = "https://example.test/beer-club.git"
 SECRET = "bench-secret"  # noqa: S105 - the local fake's, nothing real
@@ -174,20 +174,14 @@ def measure(dataset: data.DataSet, ids: list[str], repeat: int) -> dict:
         through_handler(ids[:20])
         clear_ledger(dataset.url)
         bare_loop(dataset.url, platform.base_url, ids[:20])
-        handler_times, bare_times = [], []
-        placed = bare_placed = 0
-        for _ in range(repeat):
-            t, placed = median_seconds(ours, 1, warmup=0)
-            handler_times.append(t)
-            t, bare_placed = median_seconds(bare, 1, warmup=0)
-            bare_times.append(t)
+        medians = interleaved_medians({"ours": ours, "bare": bare}, repeat, warmup=0)
+        handler_s, placed = medians["ours"]
+        bare_s, bare_placed = medians["bare"]
         clear_ledger(dataset.url)
-    handler_times.sort()
-    bare_times.sort()
     return {
         "charges": len(ids),
-        "handler_s": handler_times[len(handler_times) // 2],
-        "bare_s": bare_times[len(bare_times) // 2],
+        "handler_s": handler_s,
+        "bare_s": bare_s,
         "placed": placed,
         "bare_placed": bare_placed,
     }

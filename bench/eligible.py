@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 import orjson
 
 from bench import data
-from bench.timing import median_seconds
+from bench.timing import interleaved_medians, median_seconds
 
 PAGE = 10_000
 LARGE_PAGE = 100_000  # the largest page the endpoint serves (about 4 MB)
@@ -138,16 +138,23 @@ def measure(dataset: data.DataSet, repeat: int, orm_up_to: int = 30_000) -> dict
     at = datetime.now(UTC).replace(tzinfo=None)
     clock.set_source(lambda: at)
     try:
-        pages_s, ids = median_seconds(all_pages, repeat)
-        large_s, large_ids = median_seconds(lambda: all_pages(LARGE_PAGE), repeat)
-        first_s, first = median_seconds(first_page, repeat)
-        whole_s, whole_status = median_seconds(whole, repeat)
-        distinct_s, distinct_rows = median_seconds(
-            lambda: fetch_all(dataset.url, DISTINCT_ON, at), repeat
+        medians = interleaved_medians(
+            {
+                "pages": all_pages,
+                "large": lambda: all_pages(LARGE_PAGE),
+                "first": first_page,
+                "whole": whole,
+                "distinct_on": lambda: fetch_all(dataset.url, DISTINCT_ON, at),
+                "rule_join": lambda: fetch_all(dataset.url, RULE_JOIN, at, nestloop=False),
+            },
+            repeat,
         )
-        rule_s, rule_rows = median_seconds(
-            lambda: fetch_all(dataset.url, RULE_JOIN, at, nestloop=False), repeat
-        )
+        pages_s, ids = medians["pages"]
+        large_s, large_ids = medians["large"]
+        first_s, first = medians["first"]
+        whole_s, whole_status = medians["whole"]
+        distinct_s, distinct_rows = medians["distinct_on"]
+        rule_s, rule_rows = medians["rule_join"]
         expected = [r[0] for r in rule_rows]
         result = {
             "size": dataset.size,

@@ -90,7 +90,8 @@ def markdown(run: dict) -> tuple[str, dict[str, bool]]:
         "",
         f"Written by `make bench` on {run['finished']} (UTC); every number below comes from",
         "that run. Times are medians of "
-        f"{run['repeat']} runs; each measurement ran next to its baseline on the same data.",
+        f"{run['repeat']} runs; each measurement took turns with its baselines on the same",
+        "data (one run of each, then again), so a busy moment slows them alike.",
         "",
         "## Machine",
         "",
