@@ -1,5 +1,7 @@
 """GET /subscription/eligible"""
 
+from urllib.parse import quote
+
 import orjson
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -27,15 +29,18 @@ def lambda_handler(event: dict) -> http.Response:
         return too_large
     headers = {}
     if page.limit is not None and len(ids) == page.limit:
-        headers["X-Next-After"] = ids[-1]
+        # Percent-encoded: the id itself for ordinary ids, and a valid header for any other.
+        headers["X-Next-After"] = quote(ids[-1], safe="")
     return http.Response(200, body, headers)
 
 
 def _too_large(ids: list[str], body: bytes, now, paged: bool) -> http.Response | None:
     """The answer for a list that API Gateway could not carry, else None."""
     config = settings.get()
-    # The proxy response carries the body as a JSON string, where every quote is escaped.
-    if len(body) + body.count(b'"') + body.count(b"\\") <= config.eligible_max_response_bytes:
+    # The proxy response carries the body as a JSON string, where every quote and backslash
+    # is escaped: at most twice as long, so most answers need no count.
+    limit = config.eligible_max_response_bytes
+    if 2 * len(body) <= limit or len(body) + body.count(b'"') + body.count(b"\\") <= limit:
         return None
     if paged:
         # Only ids far longer than uuids get here: a smaller page always fits.

@@ -127,11 +127,19 @@ class StatusChangeBody(Shape):
         return self
 
 
+# Any id as the table may hold it (written by SQL): only NUL cannot be stored.
+StoredId = Annotated[
+    StrictStr,
+    Field(min_length=1, max_length=36, description="an id as stored: 1 to 36 characters"),
+    AfterValidator(_no_nul),
+]
+
+
 class EligibleQuery(Shape):
     limit: Annotated[int, BeforeValidator(_whole_number_text)] | None = Field(
         default=None, ge=1, le=MAX_ELIGIBLE_PAGE, description="page size (about 4 MB at most)"
     )
-    after: OpaqueId | None = Field(default=None, description="the last id of the previous page")
+    after: StoredId | None = Field(default=None, description="the last id of the previous page")
 
 
 class OpaqueIdPath(Shape):

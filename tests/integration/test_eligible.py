@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from urllib.parse import unquote
+
+from sqlalchemy import text
 
 from handlers import eligible
 from tests import builders
@@ -104,3 +107,45 @@ def test_keyset_pagination_walks_every_id_once_in_order(db, now):
     assert [i for p in pages for i in p] == ids
     # And `after` alone returns the rest
     assert get({"after": ids[19]})[1] == ids[20:]
+
+
+# Ids are free text in the approved table: an operator may write any of these.
+ODD_IDS = ["a\nb", "ends\n", "\n", 'quo"te', "back\\slash", "tab\tx", "ünïcödé", "x'; DROP --"]
+
+
+def test_ids_holding_newlines_quotes_or_any_text_come_back_whole_in_database_order(db, now):
+    # Given eligible subscriptions with odd ids among ordinary ones
+    club = builders.club(db)
+    ids = [builders.subscription(db, club, sub_id=i) for i in ODD_IDS]
+    ids += [builders.subscription(db, club) for _ in range(4)]
+    with db.connect() as conn:
+        expected = conn.scalars(
+            text("SELECT id FROM subscription WHERE id = ANY(:ids) ORDER BY id"), {"ids": ids}
+        ).all()
+    # When the whole list is asked (the first page folds every write into the cache)
+    # Then every id comes back whole, once, in the database's order
+    assert get()[1] == expected
+    # And pages read from the cache walk them all, each `after` taken from X-Next-After
+    pages, after = [], None
+    while True:
+        _, page, headers = get({"limit": "3"} | ({"after": after} if after else {}))
+        pages += page
+        if "X-Next-After" not in headers:
+            break
+        assert unquote(headers["X-Next-After"]) == page[-1]
+        after = unquote(headers["X-Next-After"])
+    assert pages == expected
+    # And so do pages read while writes are pending, those subscriptions computed live
+    builders.subscription_status(db, expected[6], 1, datetime(2026, 1, 1))
+    builders.subscription_status(db, expected[0], 1, datetime(2026, 1, 1))
+    assert get({"limit": "50", "after": expected[0]})[1] == expected[1:]
+
+
+def test_next_after_is_the_last_id_itself_for_ordinary_ids(db, now):
+    # Given uuid ids
+    club = builders.club(db)
+    ids = sorted(builders.subscription(db, club) for _ in range(3))
+    # When a full page is asked
+    _, page, headers = get({"limit": "2"})
+    # Then the header is the last id, unchanged
+    assert headers["X-Next-After"] == page[-1] == ids[1]
