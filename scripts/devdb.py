@@ -49,6 +49,21 @@ def drop_database(admin_url: str, name: str) -> None:
     engine.dispose()
 
 
+def configure(data_dir: Path, settings: dict[str, str]) -> None:
+    """ALTER SYSTEM the running embedded server in `data_dir`, then restart it."""
+    url = server_url(data_dir)
+    engine = create_engine(make_url(url), isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        for name, value in settings.items():
+            conn.execute(text(f"ALTER SYSTEM SET {name} = '{value}'"))
+    engine.dispose()
+    import pgserver
+    from pgserver._commands import pg_ctl
+
+    server = pgserver.get_server(data_dir, cleanup_mode=None)
+    pg_ctl(["-w", "restart", "-m", "fast"], pgdata=server.pgdata, user=server.system_user)
+
+
 def stop(data_dir: Path) -> None:
     if not (data_dir / "postmaster.pid").exists():
         return
