@@ -6,7 +6,9 @@ back to the cache. Without a job calling it, every page of GET /subscription/eli
 would take the slow path from the first scheduled change on. Now
 `subscription_current_status_absorb()`, which the endpoint calls before each first page,
 also recomputes up to `batch` rows whose interval ended by the database's clock. Still
-only for speed: readers are exact whatever the cache holds.
+only for speed: readers are exact whatever the cache holds. Both functions read the
+clock once: in the WHERE clause, clock_timestamp() (volatile) kept the index on
+valid_until from being used, and refresh_due() scanned every row with a date to come.
 
 Revision ID: 0006
 Revises: 0005
@@ -32,6 +34,9 @@ DECLARE
     ids varchar[];
     due varchar[];
     everything boolean;
+    -- Read once: clock_timestamp() in the WHERE clause is volatile, evaluated per row,
+    -- and keeps the index on valid_until from being used (140 ms at a million rows).
+    present timestamp := clock_timestamp() AT TIME ZONE 'utc';
 BEGIN
     -- One cache writer at a time; when another is at work, leave the entries to it.
     PERFORM 1 FROM subscription_status_absorber WHERE id = 1 FOR UPDATE SKIP LOCKED;
@@ -52,13 +57,33 @@ BEGIN
     -- Rows whose scheduled change has taken effect, earliest first.
     SELECT array_agg(subscription_id) INTO due FROM (
         SELECT subscription_id FROM subscription_current_status
-        WHERE valid_until <= clock_timestamp() AT TIME ZONE 'utc'
+        WHERE valid_until <= present
         ORDER BY valid_until
         LIMIT batch
     ) ended;
     -- A later statement: its snapshot holds every write the taken entries stand for.
     PERFORM subscription_current_status_write(ids || due);
     RETURN coalesce(cardinality(ids), 0) + coalesce(cardinality(due), 0);
+END $$
+"""
+
+# The same fix for the operators' function (it scanned every row with a date to come).
+REFRESH_DUE = f"""
+CREATE OR REPLACE FUNCTION subscription_current_status_refresh_due()
+RETURNS bigint LANGUAGE plpgsql {OWNER} AS $$
+DECLARE
+    ids varchar[];
+    present timestamp := clock_timestamp() AT TIME ZONE 'utc';
+BEGIN
+    PERFORM 1 FROM subscription_status_absorber WHERE id = 1 FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        RETURN -1;
+    END IF;
+    SELECT array_agg(subscription_id ORDER BY subscription_id) INTO ids
+    FROM subscription_current_status
+    WHERE valid_until <= present;
+    PERFORM subscription_current_status_write(ids);
+    RETURN coalesce(cardinality(ids), 0);
 END $$
 """
 
@@ -73,7 +98,10 @@ def _revision_0004():
 
 def upgrade() -> None:
     op.execute(ABSORB)
+    op.execute(REFRESH_DUE)
 
 
 def downgrade() -> None:
-    op.execute(_revision_0004().ABSORB.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION"))
+    before = _revision_0004()
+    for sql in (before.ABSORB, before.REFRESH_DUE):
+        op.execute(sql.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION"))
