@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from datetime import UTC, datetime
+from functools import cache
 
 import orjson
 
@@ -109,7 +110,8 @@ def orm_python(at: datetime) -> list[str]:
     from sqlalchemy import select
 
     from repositories import database
-    from repositories.tables import ClubStatusHistory, Subscription, SubscriptionStatusHistory
+
+    Subscription, SubscriptionStatusHistory, ClubStatusHistory = _orm_classes()
 
     def current(rows, key, status):
         best: dict = {}
@@ -129,6 +131,22 @@ def orm_python(at: datetime) -> list[str]:
         sub_now = current(history, "subscription_id", "status_id")
         club_now = current(clubs, "club_id", "club_status_id")
         return sorted(s.id for s in subs if sub_now[s.id] == 1 and club_now[s.club_id] in (1, 2))
+
+
+@cache
+def _orm_classes() -> tuple[type, type, type]:
+    """ORM classes mapped onto the project's Core tables, for the naive baseline only."""
+    from sqlalchemy.orm import registry
+
+    from repositories import tables
+
+    mapper = registry()
+    classes = []
+    for table in (tables.Subscription, tables.SubscriptionStatusHistory, tables.ClubStatusHistory):
+        cls = type(table.__table__.name.title().replace("_", ""), (), {})
+        mapper.map_imperatively(cls, table.__table__)
+        classes.append(cls)
+    return tuple(classes)
 
 
 def measure(dataset: data.DataSet, repeat: int, orm_up_to: int = 30_000) -> dict:

@@ -68,7 +68,7 @@ class SqlAlchemyBillingRepository:
             return None
         row = self.session.execute(
             select(CardUnavailable).where(CardUnavailable.customer_store_id == customer_id)
-        ).scalar_one_or_none()
+        ).one_or_none()
         if row is None:
             return None
         return CardReport(row.customer_store_id, row.reason, row.reported_at)

@@ -84,7 +84,7 @@ class SqlAlchemySubscriptionRepository:
         stmt = select(SubscriptionRow).where(SubscriptionRow.id == subscription_id)
         if lock:
             stmt = stmt.with_for_update()
-        row = self.session.scalar(stmt)
+        row = self.session.execute(stmt).first()
         if row is None:
             return None
         status = self.session.execute(
