@@ -76,6 +76,7 @@ def measure(events: dict[str, list[dict]], env: dict[str, str]) -> dict:
             event = json.dumps(runs[i % len(runs)])
             times[name].append(_run(PROJECT.format(name=name), {**env, "BENCH_EVENT": event}))
     return {
+        "runs": repeat,
         "baseline_s": statistics.median(baseline),
         "handlers": {name: statistics.median(t) for name, t in times.items()},
     }

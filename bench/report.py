@@ -167,7 +167,8 @@ def markdown(run: dict) -> tuple[str, dict[str, bool]]:
         "",
         "## Cold start",
         "",
-        "Fresh interpreters; interpreter start-up excluded on both sides. Baseline: the bare",
+        f"Medians of {cold.get('runs', run['repeat'])} fresh interpreters each, taking turns;"
+        " interpreter start-up excluded on both sides. Baseline: the bare",
         "import of sqlalchemy.orm, pydantic, requests, psycopg2 and Powertools' event handler.",
         "Project: importing the handler and serving its first request (the database",
         "connection opened beforehand and excluded).",
