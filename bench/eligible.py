@@ -108,6 +108,7 @@ def fetch_all(url: str, sql: str, at: datetime, nestloop: bool = True) -> list:
 def orm_python(at: datetime) -> list[str]:
     """Eligibility as naive code computes it: every row as an ORM object, the rule in Python."""
     from sqlalchemy import select
+    from sqlalchemy.orm import Session
 
     from repositories import database
 
@@ -124,7 +125,7 @@ def orm_python(at: datetime) -> list[str]:
                 best[owner] = (rank, getattr(row, status))
         return defaultdict(lambda: None, {k: v[1] for k, v in best.items()})
 
-    with database.session_factory()() as session:
+    with Session(database.engine()) as session:
         subs = session.scalars(select(Subscription)).all()
         history = session.scalars(select(SubscriptionStatusHistory)).all()
         clubs = session.scalars(select(ClubStatusHistory)).all()

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from sqlalchemy import insert
-from sqlalchemy.orm import Session
+from sqlalchemy.engine import Connection
 
 from domain.audit import AuditEntry
 from repositories.tables import BillingAudit
@@ -11,11 +11,11 @@ _INSERT = insert(BillingAudit.__table__)
 
 
 class SqlAlchemyAuditRepository:
-    def __init__(self, session: Session) -> None:
-        self.session = session
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
 
     def add(self, entry: AuditEntry) -> None:
-        self.session.connection().execute(
+        self.connection.execute(
             _INSERT,
             {
                 "occurred_at": entry.occurred_at,

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.engine import Connection
 
 from domain.billing import Candidate, CardReport, LedgerState
 from domain.charges import ChargeState
@@ -17,8 +17,8 @@ from repositories.tables import BillingSchedule, CardUnavailable, Charge, Subscr
 
 
 class SqlAlchemyBillingRepository:
-    def __init__(self, session: Session) -> None:
-        self.session = session
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
 
     def eligible(
         self, at: datetime, club_statuses: Iterable[int], chunk: int
@@ -36,7 +36,7 @@ class SqlAlchemyBillingRepository:
             # A server-side cursor: PostgreSQL sends `chunk` rows at a time.
             .execution_options(stream_results=True, yield_per=chunk)
         )
-        result = self.session.execute(stmt)
+        result = self.connection.execute(stmt)
         try:
             for rows in result.partitions():
                 yield [
@@ -48,12 +48,12 @@ class SqlAlchemyBillingRepository:
 
     def count_eligible(self, at: datetime, club_statuses: Iterable[int]) -> int:
         eligible = eligible_select(at, club_statuses).subquery()
-        return self.session.scalar(select(func.count()).select_from(eligible)) or 0
+        return self.connection.scalar(select(func.count()).select_from(eligible)) or 0
 
     def ledger_states(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], LedgerState]:
         if not keys:
             return {}
-        rows = self.session.execute(
+        rows = self.connection.execute(
             select(Charge.subscription_id, Charge.period, Charge.state, Charge.attempts).where(
                 tuple_(Charge.subscription_id, Charge.period).in_(list(keys))
             )
@@ -66,7 +66,7 @@ class SqlAlchemyBillingRepository:
     def card_unavailable(self, customer_id: str | None) -> CardReport | None:
         if not customer_id:
             return None
-        row = self.session.execute(
+        row = self.connection.execute(
             select(CardUnavailable).where(CardUnavailable.customer_store_id == customer_id)
         ).one_or_none()
         if row is None:
@@ -80,7 +80,7 @@ class SqlAlchemyBillingRepository:
             "reported_at": report.reported_at,
             "event_id": event_id,
         }
-        self.session.execute(
+        self.connection.execute(
             pg_insert(CardUnavailable)
             .values(**values)
             .on_conflict_do_update(index_elements=["customer_store_id"], set_=values)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import DateTime, bindparam, select, text, update
-from sqlalchemy.orm import Session
+from sqlalchemy.engine import Connection
 
 from domain import schedules
 from domain.charges import Charge, ChargeState, ChargeTarget
@@ -127,12 +127,11 @@ def _charge(row) -> Charge:
 
 
 class SqlAlchemyChargeRepository:
-    def __init__(self, session: Session) -> None:
-        self.session = session
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
 
     def _execute(self, statement, params: dict):
-        # Core execution on the session's connection and transaction: no ORM work per call.
-        return self.session.connection().execute(statement, params)
+        return self.connection.execute(statement, params)
 
     def target(self, subscription_id: str, at: datetime) -> ChargeTarget | None:
         row = self._execute(_TARGET, {"subscription_id": subscription_id, "at": at}).first()
@@ -220,14 +219,14 @@ class SqlAlchemyChargeRepository:
         )
         if lock:
             stmt = stmt.with_for_update(of=ChargeRow)
-        row = self.session.execute(stmt.limit(1)).first()
+        row = self.connection.execute(stmt.limit(1)).first()
         return _charge(row) if row else None
 
     def settle(
         self, charge_id: int, state: ChargeState, reason: str | None, now: datetime
     ) -> Charge:
         """Set a row's state from outside an attempt (a platform event, the retry window)."""
-        row = self.session.execute(
+        row = self.connection.execute(
             update(ChargeRow)
             .where(ChargeRow.id == charge_id)
             .values(state=state.value, failure_reason=reason, updated_at=now)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from functools import lru_cache
 
 from sqlalchemy import Engine, create_engine
-from sqlalchemy.orm import Session, sessionmaker
 
 from common import settings
 
@@ -26,14 +25,8 @@ def engine() -> Engine:
     )
 
 
-@lru_cache(maxsize=1)
-def session_factory() -> sessionmaker[Session]:
-    return sessionmaker(bind=engine(), expire_on_commit=False)
-
-
 def reset() -> None:
     """Forget the engine (tests that switch databases, or after a settings change)."""
     if engine.cache_info().currsize:
         engine().dispose()
     engine.cache_clear()
-    session_factory.cache_clear()

@@ -27,7 +27,6 @@ from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session
 from sqlalchemy.sql import Executable, Select
 
 from common.observability import logger
@@ -77,17 +76,17 @@ def eligible_select(at: datetime, club_statuses: Iterable[int]) -> CompoundSelec
 
 
 class SqlAlchemySubscriptionRepository:
-    def __init__(self, session: Session) -> None:
-        self.session = session
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
 
     def get(self, subscription_id: str, at: datetime, *, lock: bool = False) -> Subscription | None:
         stmt = select(SubscriptionRow).where(SubscriptionRow.id == subscription_id)
         if lock:
             stmt = stmt.with_for_update()
-        row = self.session.execute(stmt).first()
+        row = self.connection.execute(stmt).first()
         if row is None:
             return None
-        status = self.session.execute(
+        status = self.connection.execute(
             current_subscription_status(at, SubscriptionStatusHistory.subscription_id == row.id)
         ).first()
         return Subscription(
@@ -102,7 +101,7 @@ class SqlAlchemySubscriptionRepository:
         # Each statement reads a fresh snapshot (READ COMMITTED), so after waiting on a
         # concurrent claim we see what it committed.
         while True:
-            inserted = self.session.execute(
+            inserted = self.connection.execute(
                 pg_insert(SubscriptionClaim)
                 .values(
                     club_id=club_id,
@@ -114,7 +113,7 @@ class SqlAlchemySubscriptionRepository:
             ).first()
             if inserted:
                 return None
-            holder = self.session.scalar(
+            holder = self.connection.scalar(
                 select(SubscriptionClaim.subscription_id).where(
                     SubscriptionClaim.club_id == club_id,
                     SubscriptionClaim.customer_store_id == customer_id,
@@ -125,7 +124,7 @@ class SqlAlchemySubscriptionRepository:
             if self._still_holds(holder, club_id, customer_id):
                 return holder
             # The holder was moved to another club or customer by SQL: take its place.
-            taken = self.session.execute(
+            taken = self.connection.execute(
                 update(SubscriptionClaim)
                 .where(
                     SubscriptionClaim.club_id == club_id,
@@ -139,7 +138,7 @@ class SqlAlchemySubscriptionRepository:
 
     def _still_holds(self, subscription_id: str, club_id: int, customer_id: str) -> bool:
         return (
-            self.session.scalar(
+            self.connection.scalar(
                 select(SubscriptionRow.id).where(
                     SubscriptionRow.id == subscription_id,
                     SubscriptionRow.club_id == club_id,
@@ -150,7 +149,7 @@ class SqlAlchemySubscriptionRepository:
         )
 
     def find_by_customer(self, club_id: int, customer_id: str) -> str | None:
-        return self.session.scalar(
+        return self.connection.scalar(
             select(SubscriptionRow.id)
             .where(
                 SubscriptionRow.club_id == club_id,
@@ -161,7 +160,7 @@ class SqlAlchemySubscriptionRepository:
         )
 
     def add(self, subscription: Subscription) -> None:
-        self.session.execute(
+        self.connection.execute(
             insert(SubscriptionRow).values(
                 id=subscription.id,
                 club_id=subscription.club_id,
@@ -183,7 +182,8 @@ class SqlAlchemySubscriptionRepository:
         # psycopg2 sends the level with BEGIN: no round trip of its own.
         if after is None:
             self._absorb()
-        conn = self.session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        # Set between transactions: before the first statement, or after the absorber's.
+        conn = self.connection.execution_options(isolation_level="REPEATABLE READ")
         # The shipping clubs come back as an array's text and go back as it: a literal the
         # server reads at once (a Python list would be sent as ARRAY[...] of a thousand terms).
         shipping, any_stale = conn.execute(
@@ -206,12 +206,13 @@ class SqlAlchemySubscriptionRepository:
     def _absorb(self) -> None:
         """Fold the writes since the last read into the cache, before the first page.
 
-        Its own short READ COMMITTED transaction, before the session's snapshot is taken.
-        Only for speed: the reads below are exact either way, so a failure is only logged.
+        Its own short READ COMMITTED transaction on the unit of work's connection (a Lambda
+        holds one), committed before the page's snapshot is taken. Only for speed: the
+        reads below are exact either way, so a failure is only logged.
         """
         try:
-            with self.session.get_bind().begin() as conn:
-                conn.execute(_ABSORB)
+            with self.connection.begin():
+                self.connection.execute(_ABSORB)
         except DBAPIError:
             logger.warning("current-status cache not refreshed", exc_info=True)
 
@@ -330,11 +331,11 @@ _ABSORB = text("SELECT subscription_current_status_absorb()")
 
 
 class SqlAlchemyStatusHistoryRepository:
-    def __init__(self, session: Session) -> None:
-        self.session = session
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
 
     def add(self, changes: Sequence[StatusChange]) -> None:
-        self.session.execute(
+        self.connection.execute(
             insert(SubscriptionStatusHistory),
             [
                 {
@@ -390,4 +391,4 @@ class SqlAlchemyStatusHistoryRepository:
             .add_cte(moved)
             .returning(SupersededStatusChange.history_id)
         )
-        return list(self.session.scalars(audit))
+        return list(self.connection.scalars(audit))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib
 from typing import Any, Self
 
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Engine
+from sqlalchemy.engine import Connection
 
 from repositories import database
 
@@ -25,8 +26,8 @@ class _Repository:
     def __get__(self, uow: SqlAlchemyUnitOfWork | None, owner: type) -> Any:
         if uow is None:
             return self
-        assert uow.session is not None, "repositories live inside `with uow:`"
-        repository = getattr(importlib.import_module(self.module), self.name)(uow.session)
+        assert uow.connection is not None, "repositories live inside `with uow:`"
+        repository = getattr(importlib.import_module(self.module), self.name)(uow.connection)
         uow.__dict__[self.attribute] = repository
         return repository
 
@@ -41,25 +42,24 @@ class SqlAlchemyUnitOfWork:
     webhooks = _Repository("repositories.webhooks", "SqlAlchemyWebhookRepository")
     _REPOSITORIES = ("clubs", "subscriptions", "history", "charges", "audit", "billing", "webhooks")
 
-    def __init__(self, session_factory: sessionmaker[Session] | None = None) -> None:
-        self._session_factory = session_factory
-        self.session: Session | None = None
+    def __init__(self, engine: Engine | None = None) -> None:
+        self._engine = engine
+        self.connection: Connection | None = None
 
     def __enter__(self) -> Self:
-        factory = self._session_factory or database.session_factory()
-        self.session = factory()
+        self.connection = (self._engine or database.engine()).connect()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        assert self.session is not None
+        assert self.connection is not None
         try:
-            self.session.rollback()
+            self.connection.rollback()
         finally:
-            self.session.close()
-            self.session = None
+            self.connection.close()
+            self.connection = None
             for name in self._REPOSITORIES:
                 self.__dict__.pop(name, None)
 
     def commit(self) -> None:
-        assert self.session is not None
-        self.session.commit()
+        assert self.connection is not None
+        self.connection.commit()

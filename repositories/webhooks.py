@@ -5,7 +5,7 @@ from decimal import Decimal, InvalidOperation
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.engine import Connection
 
 from domain.charges import Charge
 from domain.webhooks import PlatformEvent
@@ -20,12 +20,12 @@ def _amount(value: str | None) -> Decimal | None:
 
 
 class SqlAlchemyWebhookRepository:
-    def __init__(self, session: Session) -> None:
-        self.session = session
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
 
     def add(self, event: PlatformEvent, now: datetime) -> bool:
         """Store a new event as pending; False when its id was received before."""
-        inserted = self.session.execute(
+        inserted = self.connection.execute(
             pg_insert(WebhookEvent)
             .values(
                 event_id=event.event_id,
@@ -42,14 +42,14 @@ class SqlAlchemyWebhookRepository:
         return inserted is not None
 
     def mark_applied(self, event_id: str, now: datetime) -> None:
-        self.session.execute(
+        self.connection.execute(
             update(WebhookEvent)
             .where(WebhookEvent.event_id == event_id)
             .values(state="applied", applied_at=now)
         )
 
     def pending_for(self, request_id: str) -> list[PlatformEvent]:
-        rows = self.session.scalars(
+        rows = self.connection.scalars(
             select(WebhookEvent.payload)
             .where(WebhookEvent.state == "pending", WebhookEvent.request_id == request_id)
             .order_by(WebhookEvent.received_at, WebhookEvent.event_id)
@@ -58,7 +58,7 @@ class SqlAlchemyWebhookRepository:
         return [PlatformEvent.from_dict(payload) for payload in rows]
 
     def add_refund(self, charge: Charge, event: PlatformEvent, now: datetime) -> None:
-        self.session.execute(
+        self.connection.execute(
             insert(ChargeRefund).values(
                 charge_id=charge.id,
                 event_id=event.event_id,

@@ -244,7 +244,7 @@ def test_the_producer_streams_with_a_server_side_cursor_in_chunks(db, now):
     with uow:
         for chunk in uow.billing.eligible(NOW, [1, 2], 3):
             chunks.append(len(chunk))
-            open_cursors.append(uow.session.scalar(text("SELECT count(*) FROM pg_cursors")))
+            open_cursors.append(uow.connection.scalar(text("SELECT count(*) FROM pg_cursors")))
     # Then rows came 3 at a time from a cursor PostgreSQL held open meanwhile
     assert chunks == [3, 3, 1]
     assert open_cursors[0] == 1

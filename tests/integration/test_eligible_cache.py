@@ -469,3 +469,27 @@ def test_the_first_page_recomputes_rows_whose_scheduled_change_took_effect(db, n
     )
     # And the next absorber has nothing left to do
     assert absorb(db) == 0
+
+
+def test_a_first_page_needs_only_the_one_connection_a_lambda_holds(db, now, monkeypatch):
+    # Given a pool of one connection and no overflow, as each deployed function has
+    from common import settings
+    from repositories import database
+
+    monkeypatch.setenv("DB_POOL_SIZE", "1")
+    monkeypatch.setenv("DB_MAX_OVERFLOW", "0")
+    settings.get.cache_clear()
+    database.reset()
+    club = builders.club(db)
+    sub = builders.subscription(db, club)
+    now(real_now())
+    try:
+        # When a first page absorbs the marks and then reads, and a next page follows
+        # Then both answer (the absorber does not wait for a second connection)
+        assert endpoint_answer({"limit": "1"}) == [sub]
+        assert endpoint_answer({"limit": "1", "after": sub}) == []
+        assert builders.count(db, "subscription_status_dirty") == 0
+    finally:
+        monkeypatch.undo()
+        settings.get.cache_clear()
+        database.reset()
