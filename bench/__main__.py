@@ -259,8 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout = real_stdout
     print(text)
     for goal, passed in goals.items():
-        log(f"{'PASS' if passed else 'FAIL'}  {goal}")
-    return 0 if all(goals.values()) else 1
+        log(f"{report.verdict(passed)}  {goal}")
+    return 0 if all(passed is not False for passed in goals.values()) else 1
 
 
 if __name__ == "__main__":

@@ -133,3 +133,15 @@ def test_the_report_states_each_goal_from_the_numbers():
         "4. charge overhead <= 2 x bare loop",
     }
     assert "| 0.45 |" in bad_text
+
+
+def test_a_reused_data_set_leaves_the_generation_goal_untimed_not_passed():
+    # Given a run whose million-row data set was reused from an earlier run
+    run = run_with(pages_s=0.5, distinct_s=2.0, charge_ratio=1.5)
+    run["datasets"][-1]["built_seconds"] = None
+    text, goals = report.markdown(run)
+    # Then that goal says it was not timed, neither PASS nor FAIL, and fails nothing
+    goal = "6. 1M data set generated in under 2 minutes"
+    assert goals[goal] is None
+    assert f"| {goal} | not timed (data reused; BENCH_ARGS=--fresh) |" in text
+    assert report.verdict(goals[goal]) != "PASS"
