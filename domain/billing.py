@@ -7,8 +7,9 @@ endpoint, so the ledger keeps it exactly once however often a message is deliver
 A period whose charge failed is retried by later runs until `retry_window` after its
 billing date (or after its first attempt, when that came later); once the window has
 closed without success the subscription is cancelled through its status history and the
-ledger row becomes `abandoned`. A customer whose card the platform reported unavailable
-is cancelled at the next billing instead of charged.
+ledger row becomes `abandoned`, also when the first run after the window came only in a
+later period. A customer whose card the platform reported unavailable is cancelled at
+the next billing instead of charged.
 """
 
 from __future__ import annotations
@@ -163,6 +164,9 @@ def settle(
         if charges.not_eligible_reason(target):
             return Outcome.SKIPPED
         card = uow.billing.card_unavailable(target.customer_id)
+        # A failed period left behind when no run came between its window closing and
+        # the start of this one: it still ends the subscription.
+        earlier = uow.charges.open_before(subscription_id, period.key)
     if card is not None:
         details = (
             f"Cancelled by billing: the customer's card is {card.reason} "
@@ -170,13 +174,16 @@ def settle(
         )
         _cancel(uow, target, period.key, ledger, now, details)
         return Outcome.CANCELLED
-    if ledger is not None and _window_closed(ledger, period, now, pending_timeout, retry_window):
-        details = (
-            f"Cancelled by billing: no successful charge for {period.key} within "
-            f"{_days(retry_window)} (last answer: {_last_answer(ledger)})"
-        )
-        _cancel(uow, target, period.key, ledger, now, details)
-        return Outcome.CANCELLED
+    for unpaid, billing_date in ((earlier, None), (ledger, period.billing_date)):
+        if unpaid is not None and _window_closed(
+            unpaid, billing_date, now, pending_timeout, retry_window
+        ):
+            details = (
+                f"Cancelled by billing: no successful charge for {unpaid.period} within "
+                f"{_days(retry_window)} (last answer: {_last_answer(unpaid)})"
+            )
+            _cancel(uow, target, unpaid.period, unpaid, now, details)
+            return Outcome.CANCELLED
     failed = ledger.attempts if ledger is not None and ledger.state == FAILED else 0
     request_id = request_id_for(subscription_id, period.key, failed)
     try:
@@ -192,14 +199,14 @@ def settle(
 
 def _window_closed(
     ledger: Charge,
-    period: schedules.Period,
+    billing_date: datetime | None,
     now: datetime,
     pending_timeout: timedelta,
     retry_window: timedelta,
 ) -> bool:
     # A first attempt later than the billing date (a member who joined mid-period, a run
     # that did not happen) still gets the whole window.
-    opened = max(ledger.billing_date or period.billing_date, ledger.created_at)
+    opened = max(ledger.billing_date or billing_date or ledger.created_at, ledger.created_at)
     if now < opened + retry_window:
         return False
     if ledger.state == ChargeState.PENDING:

@@ -79,6 +79,8 @@ class ChargeRepository(Protocol):
 
     def find_for_update(self, subscription_id: str, period: str) -> Charge | None: ...
 
+    def open_before(self, subscription_id: str, period: str) -> Charge | None: ...
+
     def create_pending(
         self,
         target: ChargeTarget,

@@ -60,6 +60,13 @@ _FIND_FOR_UPDATE = text(
     " WHERE subscription_id = :subscription_id AND period = :period FOR UPDATE"
 )
 
+_OPEN_BEFORE = text(
+    f"SELECT {_COLUMNS} FROM charge"
+    " WHERE subscription_id = :subscription_id AND period <> :period"
+    " AND state IN ('pending', 'failed', 'unknown')"
+    " ORDER BY created_at DESC, id DESC LIMIT 1 FOR UPDATE"
+)
+
 # The ledger row and its first attempt, together; nothing at all when the month's row exists.
 _CREATE_PENDING = text(
     f"""
@@ -143,6 +150,13 @@ class SqlAlchemyChargeRepository:
     def find_for_update(self, subscription_id: str, period: str) -> Charge | None:
         row = self._execute(
             _FIND_FOR_UPDATE, {"subscription_id": subscription_id, "period": period}
+        ).first()
+        return _charge(row) if row else None
+
+    def open_before(self, subscription_id: str, period: str) -> Charge | None:
+        """The latest charge of another period that neither succeeded nor was abandoned."""
+        row = self._execute(
+            _OPEN_BEFORE, {"subscription_id": subscription_id, "period": period}
         ).first()
         return _charge(row) if row else None
 

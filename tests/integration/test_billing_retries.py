@@ -113,6 +113,37 @@ def test_a_member_who_joined_late_in_the_period_gets_the_whole_window(db, now, m
     assert run_on(now, datetime(2026, 11, 21, 6))["charged"] == 1
 
 
+def test_a_failed_period_left_behind_by_missed_runs_still_ends_the_subscription(
+    db, now, member, platform
+):
+    # Given a November charge declined on the 1st, and no run again until December
+    platform.set_mode("reject", times=1)
+    assert run_on(now, FIRST_RUN)["failed"] == 1
+    # When December's first run comes, long after November's window closed
+    counts = run_on(now, datetime(2026, 12, 1, 6))
+    # Then the subscription is cancelled for November instead of charged for December
+    assert counts["cancelled"] == 1
+    assert platform.calls == 1
+    status, _, details = builders.history(db, member)[-1]
+    assert status == 2
+    assert details.startswith("Cancelled by billing: no successful charge for 2026-11 within")
+    assert ledger(db, member)["state"] == "abandoned"
+    assert builders.count(db, "charge", "subscription_id = :s", s=member) == 1
+
+
+def test_a_failed_period_still_inside_its_window_does_not_stop_the_next_one(
+    db, now, member, platform
+):
+    # Given a member who joined on 29 November and was declined that day
+    platform.set_mode("reject", times=1)
+    assert run_on(now, datetime(2026, 11, 29, 6))["failed"] == 1
+    # When December's first run comes two days later (November's window still open)
+    counts = run_on(now, datetime(2026, 12, 1, 6))
+    # Then December is charged and the subscription stays
+    assert counts["charged"] == 1
+    assert builders.history(db, member)[-1][0] == 1
+
+
 def test_the_charge_endpoint_refuses_an_abandoned_period(db, now, member, platform):
     # Given a period the billing run abandoned
     with db.begin() as conn:
