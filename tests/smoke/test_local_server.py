@@ -116,6 +116,7 @@ def test_serverless_package_builds_the_lambda_bundle_offline(tmp_path):
     assert {m: r for m, r in api.items() if "Docs" not in m} == {
         "POST ApiGatewayMethodClubIdVarSubscribePost": True,
         "POST ApiGatewayMethodSubscriptionIdVarStatusPost": True,
+        "POST ApiGatewayMethodSubscriptionUpdateIdVarPost": True,
         "GET ApiGatewayMethodSubscriptionEligibleGet": True,
         "POST ApiGatewayMethodSubscriptionIdVarChargeRequestidVarPost": True,
         # The platform signs its webhooks (HMAC) and holds no API key.
