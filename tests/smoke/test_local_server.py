@@ -145,6 +145,8 @@ def test_serverless_package_builds_the_lambda_bundle_offline(tmp_path):
     }
     assert all(f["TracingConfig"] == {"Mode": "Active"} for f in functions.values())
     assert functions["ChargeLambdaFunction"]["ReservedConcurrentExecutions"] > 0
+    # And our stack has functions-internal.yml's billing run and worker besides functions.yml
+    assert {"BillingRunLambdaFunction", "BillingChargeLambdaFunction"} <= set(functions)
 
 
 def test_charge_over_http_reaches_the_fake_platform_once(local_server):
