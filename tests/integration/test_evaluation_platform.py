@@ -5,8 +5,12 @@ called through that database. And a rotation of the secret heals without a new c
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import uuid
 from datetime import datetime
+from pathlib import Path
 
 import boto3
 import pytest
@@ -201,3 +205,27 @@ def test_a_rotation_of_the_secret_heals_after_one_refusal(platform_db, now, monk
             )
             conn.execute(text(f'DROP ROLE IF EXISTS "{old_user}"'))
             conn.execute(text(f'DROP ROLE IF EXISTS "{new_user}"'))
+
+
+def test_the_build_migration_without_aws_names_the_secret_it_could_not_read(tmp_path):
+    # Given a shell with no AWS region or credentials (and a DATABASE_URL, which build ignores)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        DATABASE_URL="postgresql+psycopg2://nobody@localhost:1/none",
+        AWS_CONFIG_FILE=str(tmp_path / "none"),
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    # When the platform's migration command runs
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("alembic")), "-x", "scope=build", "upgrade", "head"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    # Then it stops, naming the secret (not a build_config.json), and touched no database
+    assert done.returncode != 0
+    assert f"AWS cannot be asked for {settings.PLATFORM_SECRET_NAME}" in done.stderr
+    assert "build_config.json" not in done.stderr

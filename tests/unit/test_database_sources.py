@@ -4,6 +4,7 @@ then the scope file (docs/evaluation-platform.md)."""
 from __future__ import annotations
 
 import json
+import os
 
 import boto3
 import pytest
@@ -12,7 +13,8 @@ from moto import mock_aws
 from adapters import secrets
 from common import settings
 
-REGION = "us-west-2"
+REGION, OTHER_REGION = "us-west-2", "eu-west-1"
+FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 PLATFORM = {
     "database_type": "postgresql",
     "driver": "psycopg2",
@@ -34,13 +36,30 @@ def fresh_cache():
     secrets.forget_database_secrets()
 
 
+@pytest.fixture(scope="module")
+def moto_secrets():
+    # One mock for the module (starting one is the slow part); each test empties it.
+    saved = {name: os.environ.pop(name, None) for name in ("AWS_PROFILE", *FAKE_CREDENTIALS)}
+    os.environ.update(FAKE_CREDENTIALS)
+    try:
+        with mock_aws():
+            yield {
+                region: boto3.client("secretsmanager", region_name=region)
+                for region in (REGION, OTHER_REGION)
+            }
+    finally:
+        for name, value in saved.items():
+            os.environ.pop(name, None)
+            if value is not None:
+                os.environ[name] = value
+
+
 @pytest.fixture
-def aws(monkeypatch):
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    with mock_aws():
-        yield boto3.client("secretsmanager", region_name=REGION)
+def aws(moto_secrets):
+    yield moto_secrets[REGION]
+    for client in moto_secrets.values():
+        for secret in client.list_secrets()["SecretList"]:
+            client.delete_secret(SecretId=secret["ARN"], ForceDeleteWithoutRecovery=True)
 
 
 @pytest.fixture
@@ -103,7 +122,7 @@ def test_without_the_secret_the_scope_file_describes_the_database(aws, scope_fil
 def test_secret_name_and_region_come_from_the_environment(aws, scope_files):
     # Given the secret under another name, and the platform's name in another region
     put(aws, PLATFORM, "their/db")
-    other = boto3.client("secretsmanager", region_name="eu-west-1")
+    other = boto3.client("secretsmanager", region_name=OTHER_REGION)
     put(other, {**PLATFORM, "db_host": "elsewhere"})
     # When the function names that secret
     url = settings.load({**IN_LAMBDA, "DATABASE_SECRET_NAME": "their/db"}).resolved_database_url()
