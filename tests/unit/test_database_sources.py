@@ -202,3 +202,31 @@ def test_the_secret_is_read_once_per_container_until_a_refresh(aws, scope_files)
     assert config.resolved_database_url() == first
     assert "r0tated" in config.resolved_database_url(refresh=True)
     assert "r0tated" in config.resolved_database_url()
+
+
+def test_an_unusable_secret_is_a_503_envelope_that_names_it_but_shows_no_value(
+    aws, monkeypatch, logs
+):
+    from handlers import eligible
+    from repositories import database
+    from tests.events import api_event, invoke
+
+    # Given a function in Lambda whose only database source is a secret it cannot use
+    put(aws, {**PLATFORM, "db_port": "not-a-port"})
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    for name, value in IN_LAMBDA.items():
+        monkeypatch.setenv(name, value)
+    settings.get.cache_clear()
+    database.reset()
+    try:
+        # When it is called
+        status, body, _ = invoke(
+            eligible.lambda_handler, api_event("GET", "/subscription/eligible")
+        )
+    finally:
+        settings.get.cache_clear()
+        database.reset()
+    # Then a 503 in the envelope, and the log says which secret and key, never the password
+    assert (status, body["error"]["code"]) == (503, "database_unavailable")
+    assert settings.PLATFORM_SECRET_NAME in logs.text()
+    assert "pl4tform" not in logs.text()
