@@ -11,8 +11,12 @@ if config.config_file_name is not None and config.attributes.get("configure_logg
 
 
 def database_url() -> str:
-    """`-x scope=` names a config file explicitly; otherwise the run-time settings decide."""
+    """`-x scope=build` reads the evaluation platform's secret (as its pipeline runs
+    `alembic -x scope=build upgrade head`); another `-x scope=` names its config file; no
+    scope: the run-time order (DATABASE_URL first, as `make migrate` sets it)."""
     scope = context.get_x_argument(as_dictionary=True).get("scope")
+    if scope == settings.BUILD_SCOPE:
+        return settings.load().platform_database_url()
     if scope:
         return settings.url_from_scope(scope)
     return settings.load().resolved_database_url()

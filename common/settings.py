@@ -1,4 +1,16 @@
-"""Validated settings, read once per container: environment first, then the scope file."""
+"""Validated settings, read once per container: environment first, then the scope file.
+
+Where the database is, first found wins (docs/evaluation-platform.md):
+1. DATABASE_URL;
+2. DATABASE_SECRET_ID, a Secrets Manager secret;
+3. the evaluation platform's secret, DATABASE_SECRET_NAME (default PLATFORM_SECRET_NAME), in
+   the function's region: asked in Lambda, or where AWS_REGION / AWS_DEFAULT_REGION is set,
+   and skipped only when it does not exist or AWS cannot be reached;
+4. `<scope>_config.json`, the scope from SCOPE or `scope` (default `model`).
+The scope `build` means the platform's secret and nothing else.
+A secret holds either the challenge's keys (db_user, db_password, db_host, ...) or RDS's
+(username, password, host, port, dbname).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +20,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from sqlalchemy.engine import URL
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ECOMM_BASE_URL = "https://emporiodev.com/la-estores-hiring-deploy/assessment/ecomm-mock"
+# The secret the evaluation platform's pipeline creates for this service's database.
+PLATFORM_SECRET_NAME = "la-estores-hiring-challenge-back-subscription-dbaccess"  # noqa: S105 (a name)
+# `alembic -x scope=build` (and SCOPE=build): the platform's secret, never a file.
+BUILD_SCOPE = "build"
 
 
 class SettingsError(RuntimeError):
@@ -56,8 +72,36 @@ def url_from_scope(scope: str) -> str:
     try:
         raw = json.loads(path.read_text())
         return DatabaseConfig.model_validate(raw["database"]).url()
+    except ValidationError as exc:
+        problems = _problems(exc)
+        raise SettingsError(f"cannot read database settings from {path.name}: {problems}") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SettingsError(f"cannot read database settings from {path.name}: {exc}") from exc
+
+
+def _problems(exc: ValidationError) -> str:
+    # Field and rule only: the input may be a password.
+    return "; ".join(
+        f"{'.'.join(str(part) for part in err['loc'])}: {err['msg']}"
+        for err in exc.errors(include_input=False, include_url=False)
+    )
+
+
+def url_from_secret(secret: object, name: str) -> str:
+    """A database secret in either format: the challenge's `db_*` keys or RDS's."""
+    if isinstance(secret, dict) and "db_user" in secret:
+        try:
+            return DatabaseConfig.model_validate(secret).url()
+        except ValidationError as exc:
+            raise SettingsError(f"the secret {name} is not usable: {_problems(exc)}") from None
+    if isinstance(secret, dict) and "username" in secret:
+        try:
+            return url_from_rds_secret(secret)
+        except (TypeError, ValueError) as exc:
+            raise SettingsError(f"the secret {name} is not usable: {type(exc).__name__}") from None
+    raise SettingsError(
+        f"the secret {name} holds neither db_user/db_host/... nor username/host/... keys"
+    )
 
 
 def url_from_rds_secret(secret: dict[str, Any]) -> str:
@@ -79,7 +123,18 @@ class Settings(BaseModel):
     database_secret_id: str | None = Field(
         default=None, description="Secrets Manager id of an RDS-style secret (cloud)"
     )
-    scope: str = Field(default="model", description="reads <scope>_config.json")
+    database_secret_name: str = Field(
+        default=PLATFORM_SECRET_NAME,
+        description="the evaluation platform's database secret, tried after DATABASE_SECRET_ID",
+    )
+    scope: str = Field(
+        default="model", description="reads <scope>_config.json; `build`: the platform's secret"
+    )
+    # Set by Lambda (or by a shell that means to talk to AWS): only then is the platform's
+    # secret asked for, so that local runs never wait on AWS.
+    aws_lambda_function_name: str | None = None
+    aws_region: str | None = None
+    aws_default_region: str | None = None
     db_pool_size: int = Field(default=1, ge=1, le=50)
     db_max_overflow: int = Field(default=1, ge=0, le=50)
     db_statement_timeout_ms: int = Field(default=20_000, ge=0)
@@ -131,15 +186,42 @@ class Settings(BaseModel):
         keys = (key.strip() for key in self.api_key.get_secret_value().split(","))
         return tuple(key.encode() for key in keys if key)
 
-    def resolved_database_url(self) -> str:
+    def region(self) -> str | None:
+        return self.aws_region or self.aws_default_region
+
+    def resolved_database_url(self, refresh: bool = False) -> str:
+        """The database, first found wins (see the module's docstring). Secrets are cached
+        per container; `refresh` reads them again (after the database refused them)."""
         if self.database_url is not None:
             return self.database_url.get_secret_value()
         if self.database_secret_id:
-            from aws_lambda_powertools.utilities import parameters
+            return self._url_from_aws(self.database_secret_id, refresh)
+        if self.scope == BUILD_SCOPE:
+            return self.platform_database_url(refresh)
+        if self.aws_lambda_function_name or self.region():
+            from adapters import secrets
 
-            secret = parameters.get_secret(self.database_secret_id, transform="json", max_age=300)
-            return url_from_rds_secret(secret)
+            try:
+                return self._url_from_aws(self.database_secret_name, refresh)
+            except secrets.SecretUnavailable as exc:
+                _log_fallback(self.scope, str(exc))
         return url_from_scope(self.scope)
+
+    def platform_database_url(self, refresh: bool = False) -> str:
+        """The evaluation platform's secret, required (`-x scope=build`)."""
+        return self._url_from_aws(self.database_secret_name, refresh)
+
+    def _url_from_aws(self, name: str, refresh: bool) -> str:
+        # Imported here: boto3 is paid for only by a container that reads a secret.
+        from adapters import secrets
+
+        return url_from_secret(secrets.database_secret(name, self.region(), refresh), name)
+
+
+def _log_fallback(scope: str, reason: str) -> None:
+    from common.observability import logger
+
+    logger.info("database secret not used", reason=reason, fallback=f"{scope}_config.json")
 
 
 FIELDS = tuple(Settings.model_fields)
@@ -148,6 +230,8 @@ FIELDS = tuple(Settings.model_fields)
 def load(environ: dict[str, str] | None = None) -> Settings:
     environ = os.environ if environ is None else environ
     values = {name: environ[name.upper()] for name in FIELDS if environ.get(name.upper())}
+    if "scope" not in values and environ.get("scope"):
+        values["scope"] = environ["scope"]  # the challenge's starting repository's variable
     return Settings.model_validate(values)
 
 

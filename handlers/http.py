@@ -192,6 +192,13 @@ def endpoint(
             response = error_response(
                 503, "database_unavailable", "the database is unavailable, retry later"
             )
+        except settings.SettingsError:
+            # Where the database is cannot be worked out (a secret unreadable or malformed):
+            # ours to fix, and the message names the source, never a value.
+            logger.exception("database settings unusable")
+            response = error_response(
+                503, "database_unavailable", "the database is not configured, retry later"
+            )
         except Exception:
             logger.exception("unexpected error")
             response = error_response(500, "internal_error", "an unexpected error occurred")

@@ -127,6 +127,18 @@ class StatusChangeBody(Shape):
         return self
 
 
+class LegacyStatusChangeBody(StatusChangeBody):
+    """POST /subscription/update/{id} (the challenge's starting repository): the same change,
+    and the body may name the subscription too."""
+
+    subscription_id: OpaqueId | StrictInt | None = Field(
+        default=None, description="must equal the path's id when given"
+    )
+
+    def names_another_subscription(self, path_id: str) -> bool:
+        return self.subscription_id is not None and str(self.subscription_id) != path_id
+
+
 # Any id as the table may hold it (written by SQL): only NUL cannot be stored.
 StoredId = Annotated[
     StrictStr,

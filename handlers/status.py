@@ -1,4 +1,5 @@
-"""POST /subscription/{id}/status/"""
+"""POST /subscription/{id}/status/, and its deprecated twin POST /subscription/update/{id}
+(the challenge's starting repository's route, whose body may also name the subscription)."""
 
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -7,15 +8,22 @@ from common.observability import logger, metrics
 from domain import subscriptions
 from domain.model import SubscriptionStatus, status_name
 from handlers import http
-from handlers.schemas import OpaqueIdPath, StatusChangeBody
+from handlers.schemas import LegacyStatusChangeBody, OpaqueIdPath, StatusChangeBody
 from repositories.unit_of_work import SqlAlchemyUnitOfWork
+
+LEGACY_RESOURCE = "/subscription/update/"
 
 
 @http.endpoint
 def lambda_handler(event: dict) -> http.Response:
     subscription_id = http.validate(OpaqueIdPath, {"id": http.path_parameter(event, "id")}).id
     logger.append_keys(subscription_id=subscription_id)
-    request = http.body(event, StatusChangeBody)
+    if str(event.get("resource") or "").startswith(LEGACY_RESOURCE):
+        request = http.body(event, LegacyStatusChangeBody)
+        if request.names_another_subscription(subscription_id):
+            raise http.InvalidRequest("subscription_id in the body must equal the id in the path")
+    else:
+        request = http.body(event, StatusChangeBody)
     written = subscriptions.change_status(
         SqlAlchemyUnitOfWork(),
         subscription_id,

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import re
+import threading
 from functools import lru_cache
 
 from sqlalchemy import Engine, create_engine
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
 
 from common import settings
+
+# What PostgreSQL says when it refuses the credentials themselves: a rotated password, or
+# a rotated user (the alternating-users rotation).
+_REFUSED = re.compile(r"authentication failed|role \"[^\"]*\" does not exist")
+_reread = threading.Lock()
 
 
 @lru_cache(maxsize=1)
@@ -23,6 +32,36 @@ def engine() -> Engine:
         pool_recycle=300,
         connect_args=connect_args,
     )
+
+
+def connect() -> Connection:
+    """A connection from the engine. When the database refuses the credentials, they are
+    read again (once) from their secret, so a rotation heals without a new container."""
+    current = engine()
+    try:
+        return current.connect()
+    except OperationalError as exc:
+        if not refused_credentials(exc):
+            raise
+        with _reread:
+            if engine() is current:  # another thread may have re-read them already
+                fresh = settings.get().resolved_database_url(refresh=True)
+                if fresh == current.url.render_as_string(hide_password=False):
+                    raise  # not from a secret, or the secret did not change: nothing to heal
+                _log_reread()
+                # The next engine() builds on the secret just read (now in the cache).
+                reset()
+        return engine().connect()
+
+
+def refused_credentials(exc: OperationalError) -> bool:
+    return bool(_REFUSED.search(str(exc.orig or exc)))
+
+
+def _log_reread() -> None:
+    from common.observability import logger
+
+    logger.warning("database refused the credentials; read them again from the secret")
 
 
 def reset() -> None:

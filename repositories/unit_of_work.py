@@ -47,7 +47,7 @@ class SqlAlchemyUnitOfWork:
         self.connection: Connection | None = None
 
     def __enter__(self) -> Self:
-        self.connection = (self._engine or database.engine()).connect()
+        self.connection = self._engine.connect() if self._engine else database.connect()
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -133,8 +133,8 @@ def members(db, count: int, club: int | None = None) -> list[str]:
 
 
 def test_the_schedule_rule_of_serverless_yml_is_a_valid_daily_eventbridge_rule(aws):
-    # Given the billing run's schedule as functions.yml declares it
-    functions = yaml.safe_load((ROOT / "functions.yml").read_text())
+    # Given the billing run's schedule as functions-internal.yml declares it
+    functions = yaml.safe_load((ROOT / "functions-internal.yml").read_text())
     schedule = functions["billingRun"]["events"][0]["schedule"]
     # When EventBridge creates the rule
     events = boto3.client("events")

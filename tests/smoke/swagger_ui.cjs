@@ -38,7 +38,10 @@ async function main() {
     const operations = await page.$$eval(".opblock", (blocks) =>
       blocks.map((block) => ({
         method: block.querySelector(".opblock-summary-method").textContent.trim(),
-        path: block.querySelector(".opblock-summary-path").getAttribute("data-path"),
+        // A deprecated operation's path carries its own class.
+        path: block
+          .querySelector(".opblock-summary-path, .opblock-summary-path__deprecated")
+          .getAttribute("data-path"),
       })),
     );
 

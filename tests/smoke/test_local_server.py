@@ -116,6 +116,7 @@ def test_serverless_package_builds_the_lambda_bundle_offline(tmp_path):
     assert {m: r for m, r in api.items() if "Docs" not in m} == {
         "POST ApiGatewayMethodClubIdVarSubscribePost": True,
         "POST ApiGatewayMethodSubscriptionIdVarStatusPost": True,
+        "POST ApiGatewayMethodSubscriptionUpdateIdVarPost": True,
         "GET ApiGatewayMethodSubscriptionEligibleGet": True,
         "POST ApiGatewayMethodSubscriptionIdVarChargeRequestidVarPost": True,
         # The platform signs its webhooks (HMAC) and holds no API key.
@@ -144,6 +145,8 @@ def test_serverless_package_builds_the_lambda_bundle_offline(tmp_path):
     }
     assert all(f["TracingConfig"] == {"Mode": "Active"} for f in functions.values())
     assert functions["ChargeLambdaFunction"]["ReservedConcurrentExecutions"] > 0
+    # And our stack has functions-internal.yml's billing run and worker besides functions.yml
+    assert {"BillingRunLambdaFunction", "BillingChargeLambdaFunction"} <= set(functions)
 
 
 def test_charge_over_http_reaches_the_fake_platform_once(local_server):
