@@ -19,9 +19,10 @@ _TO_ANNOUNCE = text(
     f" WHERE p.announced_at IS NULL AND {_RUNNING} ORDER BY p.starts_at, p.id"
 )
 # Re-checked under the lock; SKIP LOCKED: a promo another announcer is at is left to it.
+# NO KEY UPDATE: reservations and notifications (foreign keys to it) go on meanwhile.
 _LOCK_FOR_ANNOUNCEMENT = text(
     PROMO_SELECT + f" WHERE p.id = :promo_id AND p.announced_at IS NULL AND {_RUNNING}"
-    " FOR UPDATE OF p SKIP LOCKED"
+    " FOR NO KEY UPDATE OF p SKIP LOCKED"
 )
 _RUNNING_PROMO = text(PROMO_SELECT + f" WHERE p.id = :promo_id AND {_RUNNING}")
 _MARK_ANNOUNCED = text(
@@ -83,9 +84,7 @@ class SqlAlchemyPromoNotificationRepository:
 
     def audience(self, promo: Promo, chunk: int) -> Iterator[list[str]]:
         box = geo.box_around(promo.store_latitude, promo.store_longitude, promo.radius_km)
-        result = self.connection.execution_options(
-            stream_results=True, max_row_buffer=chunk
-        ).execute(
+        result = self.connection.execute(
             _AUDIENCE,
             {
                 **box.params(),
@@ -95,6 +94,8 @@ class SqlAlchemyPromoNotificationRepository:
                 "everyone": not promo.segments,
                 "segments": list(promo.segments),
             },
+            # A server-side cursor: the audience is never held in memory whole.
+            execution_options={"stream_results": True, "max_row_buffer": chunk},
         )
         for rows in result.partitions(chunk):
             yield [row[0] for row in rows]
