@@ -27,6 +27,9 @@ from domain.promo_model import (
 from domain.promo_ports import PromoPlatform, PromoUnitOfWork
 from domain.promos import not_running_reason
 
+# Platform answers about our credentials (401, 403) or our pace (408, 429).
+OUR_FAULT = frozenset({401, 403, 408, 429})
+
 
 @dataclass(frozen=True)
 class Completion:
@@ -117,6 +120,17 @@ def complete(
         )
         raise errors.PlatformFailed(
             f"the e-commerce platform failed with HTTP {answer.status}",
+            platform_status=answer.status,
+        )
+    if answer.status in OUR_FAULT:
+        # Our credentials or our pace, not the customer's doing: no order was created, the
+        # hold is theirs again, and the caller is told it is the platform's error.
+        _record(
+            uow, reservation, order, OrderState.FAILED, answer.status, answer.text, None, clock()
+        )
+        raise errors.PlatformFailed(
+            f"the e-commerce platform refused our request with HTTP {answer.status}",
+            sent=False,
             platform_status=answer.status,
         )
     state = OrderState.SUCCEEDED if 200 <= answer.status < 300 else OrderState.FAILED

@@ -13,6 +13,8 @@ from handlers import http
 from handlers.promo_schemas import ReservationPath, promo_id
 from repositories.unit_of_work import SqlAlchemyUnitOfWork
 
+CHARGE_HINT = "; the month stays chargeable, retry later"
+
 
 def _recorded_body(text: str | None):
     if text is None:
@@ -42,7 +44,15 @@ def lambda_handler(event: dict) -> http.Response:
     except errors.PlatformError as exc:
         logger.warning("promo order failed at the platform", code=exc.code, **exc.data)
         metrics.add_metric(name="PromoOrderFailed", unit=MetricUnit.Count, value=1)
-        raise
+        # The shared platform errors speak of a chargeable month; here it is a reservation.
+        message = exc.message.replace(CHARGE_HINT, "") + (
+            "; the reservation is kept while the outcome is unknown, complete it again"
+            if exc.sent
+            else "; nothing was ordered, the reservation is held until it expires"
+        )
+        return http.error_response(
+            http.ERROR_STATUS.get(type(exc), 502), exc.code, message, **exc.data
+        )
     now = clock.now()
     body = {
         **promos.describe_reservation(done.reservation, now),

@@ -173,6 +173,8 @@ def test_a_failing_platform_keeps_the_unit_and_the_retry_reuses_the_request_id(
     platform.set_mode("fail", times=1)
     status, body, _ = complete(held["promo"], held["reservation"])
     assert status == 502
+    assert "reservation is kept" in body["error"]["message"]
+    assert "month" not in body["error"]["message"]
     order = order_row(db, held["reservation"])
     assert order["state"] == OrderState.UNKNOWN
     # When the minute has long passed
@@ -282,3 +284,19 @@ def test_a_reservation_completed_under_another_promo_is_404(db, held, platform):
     status, body, _ = complete(held["promo"] + 1, held["reservation"])
     assert (status, body["error"]["code"]) == (404, "reservation_not_found")
     assert platform.calls == 0
+
+
+def test_a_platform_refusing_our_credentials_is_a_502_and_the_hold_stays(
+    db, held, monkeypatch, platform
+):
+    # Given our secret is wrong (the platform answers 401)
+    monkeypatch.setenv("ECOMM_API_SECRET", "wrong-secret")
+    settings.get.cache_clear()
+    promo_platform.platform.cache_clear()
+    status, body, _ = complete(held["promo"], held["reservation"])
+    assert (status, body["error"]["code"], body["error"]["platform_status"]) == (
+        502,
+        "platform_error",
+        401,
+    )
+    assert reservation_state(db, held["reservation"]) == "held"
