@@ -239,7 +239,7 @@ def measure_audience(url: str, repeat: int) -> dict:
         times, baseline_times, count, baseline_count = [], [], 0, 0
         for _ in range(repeat + 1):
             started = time.perf_counter()
-            count = sum(len(ids) for ids in repo.audience(promo, 5000))
+            count = sum(len(ids) for ids in repo.audience(promo, 200))
             times.append(time.perf_counter() - started)
             started = time.perf_counter()
             result = conn.execute(

@@ -31,7 +31,10 @@ class Announced:
 
 
 def announce(
-    uow: PromoUnitOfWork, queue: AnnouncementQueue, now: datetime, chunk: int = 5000
+    uow: PromoUnitOfWork,
+    queue: AnnouncementQueue,
+    now: datetime,
+    chunk: int = CUSTOMERS_PER_MESSAGE,
 ) -> list[Announced]:
     with uow:
         candidates = uow.promo_notifications.to_announce(now)

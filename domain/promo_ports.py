@@ -105,7 +105,8 @@ class PromoNotificationRepository(Protocol):
         ...
 
     def audience(self, promo: Promo, chunk: int) -> Iterator[list[str]]:
-        """Customer ids in the promo's segments and radius, streamed by a server-side cursor."""
+        """Customer ids in the promo's segments and radius, streamed by a server-side cursor,
+        in lists of at most `chunk`."""
         ...
 
     def mark_announced(self, promo_id: int, now: datetime) -> None: ...

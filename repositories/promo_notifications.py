@@ -30,12 +30,18 @@ _MARK_ANNOUNCED = text(
 )
 
 _DISTANCE = promo_geo.haversine(":lat", ":lon", "c.latitude", "c.longitude")
+# The ids come out `:per_row` to a row (one queue message each): the server-side cursor
+# streams a few hundred arrays instead of tens of thousands of rows through the driver.
 _AUDIENCE = text(
     f"""
-    SELECT c.customer_id FROM customer_profile c
-    WHERE {promo_geo.in_box("c.latitude", "c.longitude")}
-      AND (CAST(:everyone AS boolean) OR c.segments && CAST(:segments AS text[]))
-      AND {_DISTANCE} <= :radius_km
+    SELECT array_agg(customer_id) FROM (
+        SELECT c.customer_id, (row_number() OVER () - 1) / :per_row AS part
+        FROM customer_profile c
+        WHERE {promo_geo.in_box("c.latitude", "c.longitude")}
+          AND (CAST(:everyone AS boolean) OR c.segments && CAST(:segments AS text[]))
+          AND {_DISTANCE} <= :radius_km
+    ) AS audience
+    GROUP BY part
     """
 )
 
@@ -83,6 +89,7 @@ class SqlAlchemyPromoNotificationRepository:
         return promo_from_row(row) if row else None
 
     def audience(self, promo: Promo, chunk: int) -> Iterator[list[str]]:
+        """Lists of at most `chunk` customer ids (a queue message's worth each)."""
         box = geo.box_around(promo.store_latitude, promo.store_longitude, promo.radius_km)
         result = self.connection.execute(
             _AUDIENCE,
@@ -93,12 +100,13 @@ class SqlAlchemyPromoNotificationRepository:
                 "radius_km": promo.radius_km + geo.TOLERANCE_KM,
                 "everyone": not promo.segments,
                 "segments": list(promo.segments),
+                "per_row": chunk,
             },
-            # A server-side cursor: the audience is never held in memory whole.
-            execution_options={"stream_results": True, "max_row_buffer": chunk},
+            # A server-side cursor: the audience is never held in this process whole.
+            execution_options={"stream_results": True, "max_row_buffer": 50},
         )
-        for rows in result.partitions(chunk):
-            yield [row[0] for row in rows]
+        for (ids,) in result:
+            yield ids
 
     def mark_announced(self, promo_id: int, now: datetime) -> None:
         self.connection.execute(_MARK_ANNOUNCED, {"promo_id": promo_id, "now": now})
