@@ -93,9 +93,6 @@ class Reservation:
             return self.stored_state
         return ReservationState.EXPIRED if self.owns_unit else ReservationState.RELEASED
 
-    def live(self, now: datetime) -> bool:
-        return self.state(now) in (ReservationState.HELD, ReservationState.PURCHASING)
-
 
 @dataclass(frozen=True)
 class PromoOrder:
