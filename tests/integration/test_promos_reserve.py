@@ -9,7 +9,9 @@ from datetime import timedelta
 
 import pytest
 
+from domain.promo_model import ReservationState
 from handlers import promos_eligible, promos_reserve
+from repositories.unit_of_work import SqlAlchemyUnitOfWork
 from tests import promo_builders as pb
 from tests.conftest import NOW
 from tests.events import api_event, invoke
@@ -105,11 +107,15 @@ def test_a_hold_at_59_seconds_still_blocks_others_and_at_61_it_is_offered_again(
     assert eligible(second)[1][0]["units_left"] == 1
     status, body, _ = reserve(shop["promo"], second)
     assert status == 201
-    # Then the first reservation reads as released (its unit went to someone else)
+    # Then nothing was written to the first reservation: it reads as released from the clock
     rows = pb.rows(
         db, "SELECT state FROM promo_reservation WHERE id = :i", i=held["reservation_id"]
     )
-    assert rows == [{"state": "held"}]  # nothing was written to it
+    assert rows == [{"state": "held"}]
+    with SqlAlchemyUnitOfWork() as uow:
+        first_hold = uow.promos.reservation(held["reservation_id"])
+    assert first_hold.state(now.value()) == ReservationState.RELEASED
+    assert first_hold.state(NOW + timedelta(seconds=59)) == ReservationState.HELD
     status, again, _ = reserve(shop["promo"], first)
     assert (status, again["error"]["code"]) == (409, "promo_unavailable")
 
