@@ -3,7 +3,9 @@ a queue that hands each message straight to the worker's function."""
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future
 from typing import Any
 
 import orjson
@@ -42,6 +44,30 @@ class SqsAnnouncementQueue:
                 return
         raise QueueSendFailed(f"{len(entries)} promo announcement(s) could not be queued")
 
+    def flush(self) -> None:
+        """Every send() has returned: nothing is pending."""
+
+
+class ParallelSender:
+    """Several SendMessageBatch calls in flight (a 5 km promo in a city is hundreds of
+    them), but never more than a few batches held in memory; flush() waits for all and
+    raises the first failure."""
+
+    def __init__(self, queue: SqsAnnouncementQueue, pool: Executor, senders: int) -> None:
+        self.queue = queue
+        self.pool = pool
+        self.senders = senders
+        self.in_flight: deque[Future[None]] = deque()
+
+    def send(self, messages: Sequence[Announcement]) -> None:
+        self.in_flight.append(self.pool.submit(self.queue.send, list(messages)))
+        while len(self.in_flight) >= 2 * self.senders:
+            self.in_flight.popleft().result()
+
+    def flush(self) -> None:
+        while self.in_flight:
+            self.in_flight.popleft().result()
+
 
 class InlineQueue:
     """Local runs: no SQS, each message is delivered at once (through its JSON form)."""
@@ -52,3 +78,6 @@ class InlineQueue:
     def send(self, messages: Sequence[Announcement]) -> None:
         for message in messages:
             self.deliver(Announcement.from_dict(orjson.loads(orjson.dumps(message.to_dict()))))
+
+    def flush(self) -> None:
+        """Everything was delivered in send()."""

@@ -59,6 +59,9 @@ def announce(
             if batch:
                 queue.send(batch)
                 messages += len(batch)
+            # Marked announced only once everything is queued (a failure leaves it to the
+            # next minute's run).
+            queue.flush()
             uow.promo_notifications.mark_announced(promo.id, now)
             uow.commit()
         done.append(Announced(promo.id, customers, messages))

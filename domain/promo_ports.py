@@ -144,5 +144,9 @@ class Notifier(Protocol):
 
 class AnnouncementQueue(Protocol):
     def send(self, messages: Sequence[Announcement]) -> None:
-        """At most ten messages, one SendMessageBatch."""
+        """At most ten messages, one SendMessageBatch (it may still be in flight)."""
+        ...
+
+    def flush(self) -> None:
+        """Wait until everything sent is queued; raises if some of it could not be."""
         ...

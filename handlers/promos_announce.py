@@ -3,17 +3,21 @@ has started and is not yet announced, however it was inserted."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
 from adapters.promo_notifier import notifier
-from adapters.promo_queue import InlineQueue, SqsAnnouncementQueue
+from adapters.promo_queue import InlineQueue, ParallelSender, SqsAnnouncementQueue
 from common import clock, settings
 from common.observability import logger, metrics
 from domain import promo_notifications
 from domain.promo_model import Announcement
 from repositories.unit_of_work import SqlAlchemyUnitOfWork
+
+# SendMessageBatch calls in flight at once.
+SENDERS = 8
 
 
 def queue() -> SqsAnnouncementQueue | InlineQueue:
@@ -36,7 +40,11 @@ def _deliver_locally(message: Announcement) -> None:
 
 
 def run() -> list[promo_notifications.Announced]:
-    announced = promo_notifications.announce(SqlAlchemyUnitOfWork(), queue(), clock.now())
+    with ThreadPoolExecutor(max_workers=SENDERS) as pool:
+        sender = queue()
+        if isinstance(sender, SqsAnnouncementQueue):
+            sender = ParallelSender(sender, pool, SENDERS)
+        announced = promo_notifications.announce(SqlAlchemyUnitOfWork(), sender, clock.now())
     for promo in announced:
         logger.info(
             "promo announced",

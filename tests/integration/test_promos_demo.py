@@ -9,6 +9,9 @@ from tests.conftest import NOW
 
 
 class ListQueue:
+    def flush(self) -> None:
+        pass
+
     def __init__(self) -> None:
         self.customers: dict[int, list[str]] = {}
 

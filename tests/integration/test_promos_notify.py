@@ -26,6 +26,9 @@ PORTO = (41.1579, -8.6291)
 
 
 class ListQueue:
+    def flush(self) -> None:
+        pass
+
     def __init__(self) -> None:
         self.messages: list[Announcement] = []
 
@@ -265,3 +268,17 @@ def test_locally_notifications_are_recorded_in_a_file(city, monkeypatch, tmp_pat
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert sorted(line["customer_id"] for line in lines) == city["inside"]
     assert {line["promo_id"] for line in lines} == {promo}
+
+
+def test_a_queue_failure_leaves_the_promo_to_the_next_run(city):
+    class FailingQueue(ListQueue):
+        def flush(self) -> None:
+            raise RuntimeError("SendMessageBatch failed")
+
+    promo = pb.promo(city["db"], city["store"], NOW - timedelta(minutes=1))
+    with pytest.raises(RuntimeError):
+        announce(FailingQueue(), NOW)
+    assert pb.rows(city["db"], "SELECT announced_at FROM promo") == [{"announced_at": None}]
+    queue = ListQueue()
+    assert [a.promo_id for a in announce(queue, NOW + timedelta(minutes=1))] == [promo]
+    assert queue.customers(promo) == city["inside"]
