@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
 from urllib.parse import quote
 
 import orjson
@@ -47,14 +48,21 @@ class HttpEcommerce:
         self.timeout = timeout_seconds
         self.session = session or new_session()
 
-    def place_order(self, request_id: str, customer_id: str, sku_id: int) -> PlatformAnswer:
+    def place_order(
+        self, request_id: str, customer_id: str, sku_id: int, unit_price: Decimal | None = None
+    ) -> PlatformAnswer:
         url = f"{self.base_url}/order/{quote(request_id, safe='')}"
         headers = {
             "x-api-key": self.api_key,
             "x-api-secret": self._secret(),
             "Content-Type": "application/json",
         }
-        payload = orjson.dumps({"customer_id": customer_id, "sku_id": sku_id})
+        order: dict[str, object] = {"customer_id": customer_id, "sku_id": sku_id}
+        if unit_price is not None:
+            # Flash promos: the promo's price, as a decimal string (an assumption about the
+            # real platform, see docs/promos.md); charges send none.
+            order["unit_price"] = str(unit_price)
+        payload = orjson.dumps(order)
         try:
             response = self.session.post(
                 url, data=payload, headers=headers, timeout=self.timeout, allow_redirects=False

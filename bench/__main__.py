@@ -239,6 +239,17 @@ def main(argv: list[str] | None = None) -> int:
     charge_ids = eligible_ids(charge_db.url)[:1000]
     charge_result = charges.measure(charge_db, charge_ids, args.repeat)
     log(json.dumps(charge_result))
+    # Flash promos (issue 17): profiles as many as the largest size, in their own database.
+    from bench import promos
+
+    log("promos")
+    promo_result = promos.measure(admin, sizes[-1], migrate, args.repeat, log=log)
+    promos.plot(promo_result, ROOT / promos.PLOT)
+    log(
+        json.dumps(
+            {k: v for k, v in promo_result.items() if k not in ("one_unit", "thousand_units")}
+        )
+    )
     run = {
         "machine": report.machine(),
         "postgres": postgres_version(biggest.url),
@@ -249,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         "writes": writes,
         "coldstart": cold,
         "charges": charge_result,
+        "promos": promo_result,
         "finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M"),
         "total_seconds": time.perf_counter() - started,
     }

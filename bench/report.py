@@ -197,6 +197,12 @@ def markdown(run: dict) -> tuple[str, dict[str, bool]]:
     gen = run["datasets"][-1]["built_seconds"]
     goals["6. 1M data set generated in under 2 minutes"] = None if gen is None else gen < 120
     goals["6. make bench under 10 minutes"] = run["total_seconds"] < 600
+    if run.get("promos"):  # flash promos (issue 17)
+        from bench import promos
+
+        promo_lines, promo_goals = promos.markdown(run["promos"])
+        lines += promo_lines
+        goals.update(promo_goals)
     lines += [
         "",
         "## Charge overhead",

@@ -174,6 +174,22 @@ class Settings(BaseModel):
     eligible_export_bucket: str | None = Field(
         default=None, description="S3 bucket for eligible answers too large to send inline"
     )
+    # Flash promos.
+    promo_hold_seconds: int = Field(
+        default=60, ge=1, le=3600, description="how long a promo reservation holds its unit"
+    )
+    promo_queue_url: str | None = Field(
+        default=None, description="SQS queue of promo announcements (customers to notify)"
+    )
+    promo_topic_arn: str | None = Field(
+        default=None, description="SNS topic the CRM subscribes to (one message per customer)"
+    )
+    promo_notifications_file: str | None = Field(
+        default=None, description="locally: the JSON-lines file promo notifications go to"
+    )
+    promo_notification_lease_seconds: int = Field(
+        default=300, ge=1, description="after this, an unsent claimed notification is retaken"
+    )
 
     @field_validator("ecomm_base_url")
     @classmethod

@@ -124,3 +124,92 @@ class WebhookNotConfigured(DomainError):
 
     def __init__(self, what: str) -> None:
         super().__init__(f"webhooks are not configured: {what}")
+
+
+# --- flash promos ------------------------------------------------------------------------
+
+
+class PromoNotFound(DomainError):
+    code = "promo_not_found"
+
+    def __init__(self, promo_id: int) -> None:
+        super().__init__(f"promo {promo_id} does not exist", promo_id=promo_id)
+
+
+class CustomerProfileNotFound(DomainError):
+    code = "customer_not_found"
+
+    def __init__(self) -> None:
+        # The id is the customer's: it is not echoed (personal data stays out of logs).
+        super().__init__("this customer has no profile (location and segments) for promos")
+
+
+class PromoNotRunning(DomainError):
+    code = "promo_not_running"
+
+    def __init__(self, promo_id: int, why: str) -> None:
+        super().__init__(f"promo {promo_id} is not running: {why}", promo_id=promo_id)
+
+
+class NotEligible(DomainError):
+    """Segment or distance; 422, not 403 (API Gateway's answer to a missing key)."""
+
+    code = "not_eligible"
+
+    def __init__(self, promo_id: int, reason: str, message: str) -> None:
+        super().__init__(message, promo_id=promo_id, reason=reason)
+
+
+class PromoUnavailable(DomainError):
+    code = "promo_unavailable"
+
+    def __init__(self, promo_id: int) -> None:
+        super().__init__(
+            f"every unit of promo {promo_id} is sold or held by another customer; "
+            "a hold that is not completed is offered again when it expires",
+            promo_id=promo_id,
+        )
+
+
+class AlreadyPurchased(DomainError):
+    code = "already_purchased"
+
+    def __init__(self, promo_id: int, reservation_id: str) -> None:
+        super().__init__(
+            f"this customer already bought promo {promo_id} (one unit per customer)",
+            promo_id=promo_id,
+            reservation_id=reservation_id,
+        )
+
+
+class ReservationNotFound(DomainError):
+    code = "reservation_not_found"
+
+    def __init__(self, promo_id: int, reservation_id: str) -> None:
+        super().__init__(
+            f"promo {promo_id} has no reservation {reservation_id}",
+            promo_id=promo_id,
+            reservation_id=reservation_id,
+        )
+
+
+class ReservationExpired(DomainError):
+    code = "reservation_expired"
+
+    def __init__(self, reservation_id: str, expired_at: str) -> None:
+        super().__init__(
+            f"reservation {reservation_id} expired at {expired_at}; reserve again if a "
+            "unit is left",
+            reservation_id=reservation_id,
+            expired_at=expired_at,
+        )
+
+
+class PurchaseInProgress(DomainError):
+    code = "purchase_in_progress"
+
+    def __init__(self, reservation_id: str) -> None:
+        super().__init__(
+            f"the purchase of reservation {reservation_id} is in progress; retry in a minute",
+            reservation_id=reservation_id,
+        )

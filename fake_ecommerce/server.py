@@ -109,7 +109,7 @@ def _validated_mode(mode: object, delay: object = None, times: object = None) ->
     return _GlobalMode(mode=mode, delay=parsed_delay, times_left=times)
 
 
-def _parse_order_body(body: bytes) -> tuple[str, int]:
+def _parse_order_body(body: bytes) -> tuple[str, int, str | None]:
     try:
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError):
@@ -123,7 +123,19 @@ def _parse_order_body(body: bytes) -> tuple[str, int]:
     # bool is a subclass of int, but `true` is not a SKU.
     if isinstance(sku_id, bool) or not isinstance(sku_id, int):
         raise ValueError("sku_id must be an integer")
-    return customer_id, sku_id
+    # Optional (flash promos): the price to charge, a decimal string or number, recorded.
+    unit_price = payload.get("unit_price")
+    if unit_price is not None:
+        if isinstance(unit_price, bool) or not isinstance(unit_price, str | int | float):
+            raise ValueError("unit_price must be a decimal number")
+        try:
+            value = float(unit_price)
+            if not (0 <= value < float("inf")):
+                raise ValueError
+        except ValueError:
+            raise ValueError("unit_price must be a non-negative decimal number") from None
+        unit_price = str(unit_price)
+    return customer_id, sku_id, unit_price
 
 
 def _printable(text: str) -> str:
@@ -260,7 +272,7 @@ class FakePlatform:
         if auth_error is not None:
             return _Outcome.error(401, auth_error)
         try:
-            customer_id, sku_id = _parse_order_body(body)
+            customer_id, sku_id, unit_price = _parse_order_body(body)
         except ValueError as exc:
             return _Outcome.error(400, str(exc))
         try:
@@ -277,7 +289,7 @@ class FakePlatform:
         if mode == "reject":
             return _Outcome.error(422, "payment declined")
 
-        order, created = self._create_or_get_order(request_id, customer_id, sku_id)
+        order, created = self._create_or_get_order(request_id, customer_id, sku_id, unit_price)
         if created and self._webhook_url:
             # Like the real platform: the payment's outcome comes later, on its own.
             threading.Thread(
@@ -407,7 +419,7 @@ class FakePlatform:
         return mode, global_delay if delay is None else delay
 
     def _create_or_get_order(
-        self, request_id: str, customer_id: str, sku_id: int
+        self, request_id: str, customer_id: str, sku_id: int, unit_price: str | None = None
     ) -> tuple[Json, bool]:
         with self._lock:
             existing = self._orders_by_request_id.get(request_id)
@@ -418,6 +430,7 @@ class FakePlatform:
                 "request_id": request_id,
                 "customer_id": customer_id,
                 "sku_id": sku_id,
+                **({"unit_price": unit_price} if unit_price is not None else {}),
                 "status": "charged",
                 "created_at": _utc_now_iso(),
             }

@@ -36,6 +36,16 @@ ERROR_STATUS: dict[type[errors.DomainError], int] = {
     errors.PlatformUnreachable: 502,
     errors.PlatformTimeout: 504,
     errors.PlatformNotConfigured: 503,
+    # Flash promos.
+    errors.PromoNotFound: 404,
+    errors.CustomerProfileNotFound: 404,
+    errors.ReservationNotFound: 404,
+    errors.PromoNotRunning: 409,
+    errors.PromoUnavailable: 409,
+    errors.AlreadyPurchased: 409,
+    errors.PurchaseInProgress: 409,
+    errors.ReservationExpired: 410,
+    errors.NotEligible: 422,
 }
 
 Model = TypeVar("Model", bound=BaseModel)

@@ -41,6 +41,13 @@ class SqlAlchemyUnitOfWork:
     billing = _Repository("repositories.billing", "SqlAlchemyBillingRepository")
     webhooks = _Repository("repositories.webhooks", "SqlAlchemyWebhookRepository")
     _REPOSITORIES = ("clubs", "subscriptions", "history", "charges", "audit", "billing", "webhooks")
+    # Flash promos.
+    promos = _Repository("repositories.promos", "SqlAlchemyPromoRepository")
+    promo_orders = _Repository("repositories.promo_orders", "SqlAlchemyPromoOrderRepository")
+    promo_notifications = _Repository(
+        "repositories.promo_notifications", "SqlAlchemyPromoNotificationRepository"
+    )
+    _REPOSITORIES += ("promos", "promo_orders", "promo_notifications")
 
     def __init__(self, engine: Engine | None = None) -> None:
         self._engine = engine

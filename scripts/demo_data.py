@@ -14,6 +14,7 @@ from sqlalchemy import Connection, text
 
 from common import clock
 from repositories import database
+from scripts import promo_demo_data
 
 # (id, name, sku, status history as (status, days from now))
 CLUBS = [
@@ -108,7 +109,10 @@ def load(conn: Connection, now: datetime) -> bool:
 def main() -> int:
     with database.engine().begin() as conn:
         loaded = load(conn, clock.now())
+        promos_loaded = promo_demo_data.load(conn, clock.now())  # flash promos
     print("demo data loaded" if loaded else "database not empty: demo data not loaded")
+    if promos_loaded:
+        print("promo demo data loaded (store 1, promos 1 and 2; see docs/promos.md)")
     return 0
 
 

@@ -54,9 +54,15 @@ The API will listen on $base (e-commerce platform: $ECOMM_BASE_URL). Try:
   curl -s -X POST $base/subscription/demo-sub-active-2/charge/demo-request-1
   curl -s localhost:$FAKE_ECOMM_PORT/webhooks     # the platform's signed webhooks back to us
   make billing-run                               # charge everything due now
+  curl -s "$base/promos/eligible?customer_id=demo-customer-1"   # flash promos (docs/promos.md)
 Stop with Ctrl-C.
 
 MSG
+
+# Flash promos: serverless-offline runs no schedules, so the announcer runs every minute
+# from here; notifications are recorded in .local/promo-notifications.jsonl.
+python -m scripts.promo_announcer --every 60 &
+children+=("$!")
 
 npx --no-install serverless offline start --noPrependStageInUrl &
 children+=("$!")

@@ -26,6 +26,11 @@ APP_TABLES = (
     "billing_schedule, charge_refund, webhook_event, card_unavailable, billing_audit, "
     "subscription_current_status, subscription_status_dirty"
 )
+# Flash promos.
+APP_TABLES += (
+    ", store, customer_profile, promo, promo_unit, promo_reservation, promo_order,"
+    " promo_order_attempt, promo_notification"
+)
 
 
 def alembic_config() -> Config:

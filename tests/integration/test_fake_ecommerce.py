@@ -492,3 +492,19 @@ def test_python_m_fake_ecommerce_serves_on_the_printed_port_and_stops_on_sigterm
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_the_fake_records_an_optional_unit_price_and_refuses_a_bad_one():
+    with server.start(api_key="k", api_secret="s", log_stream=io.StringIO()) as platform:
+        headers = {"x-api-key": "k", "x-api-secret": "s"}
+        body = {"customer_id": "c", "sku_id": 1}
+
+        def order(request_id: str, payload: dict) -> int:
+            url = f"{platform.base_url}/order/{request_id}"
+            return requests.post(url, json=payload, headers=headers, timeout=10).status_code
+
+        assert order("a", {**body, "unit_price": "4.90"}) == 201
+        assert order("b", body) == 201
+        for bad in ("-1", "abc", True, "nan", [1]):
+            assert order("c", {**body, "unit_price": bad}) == 400, bad
+        assert [o.get("unit_price") for o in platform.orders] == ["4.90", None]

@@ -121,6 +121,10 @@ def test_serverless_package_builds_the_lambda_bundle_offline(tmp_path):
         "POST ApiGatewayMethodSubscriptionIdVarChargeRequestidVarPost": True,
         # The platform signs its webhooks (HMAC) and holds no API key.
         "POST ApiGatewayMethodWebhooksEcommercePost": False,
+        # Flash promos (the website's key).
+        "GET ApiGatewayMethodPromosEligibleGet": True,
+        "POST ApiGatewayMethodPromosIdVarReservationsPost": True,
+        "POST ApiGatewayMethodPromosIdVarReservationsReservationidVarCompletePost": True,
     }
     assert not any(r for m, r in api.items() if "Docs" in m)
     plans = {
@@ -192,3 +196,30 @@ def test_make_run_closes_the_loop_with_signed_webhooks(local_server):
     # And an unsigned event is refused
     forged = requests.post(f"{base}/webhooks/ecommerce", json={"event_id": "x"}, timeout=30)
     assert forged.status_code == 401
+
+
+def test_make_run_serves_flash_promos_and_announces_them(local_server):
+    base, fake, website = local_server["base"], local_server["fake"], local_server["website"]
+    # Given the demo store's running promos, announced by the local announcer loop
+    deadline = time.monotonic() + 60
+    while "promo 1 announced to" not in local_server["log"].read_text():
+        assert time.monotonic() < deadline, local_server["log"].read_text()[-3000:]
+        time.sleep(0.5)
+    assert "promo notification recorded locally" in local_server["log"].read_text()
+    # When a demo customer near the store lists, reserves and completes promo 1
+    listed = website.get(
+        f"{base}/promos/eligible", params={"customer_id": "demo-promo-customer-3"}, timeout=30
+    )
+    assert listed.status_code == 200, listed.text
+    assert 1 in [p["promo_id"] for p in listed.json()]
+    held = website.post(
+        f"{base}/promos/1/reservations", json={"customer_id": "demo-promo-customer-3"}, timeout=30
+    )
+    assert held.status_code == 201, held.text
+    reservation = held.json()["reservation_id"]
+    done = website.post(f"{base}/promos/1/reservations/{reservation}/complete/", timeout=30)
+    # Then the fake platform recorded the order with the promo's price
+    assert done.status_code == 200, done.text
+    orders = requests.get(f"{fake}/orders", timeout=10).json()
+    (order,) = [o for o in orders if o["request_id"] == done.json()["order"]["request_id"]]
+    assert (order["sku_id"], order["unit_price"]) == (1001, "4.90")
