@@ -36,6 +36,13 @@ ERROR_STATUS: dict[type[errors.DomainError], int] = {
     errors.PlatformUnreachable: 502,
     errors.PlatformTimeout: 504,
     errors.PlatformNotConfigured: 503,
+    # Club changes.
+    errors.SubscriptionNotActive: 409,
+    errors.SameClub: 409,
+    errors.PeriodAlreadyBilled: 409,
+    errors.ClubChangePending: 409,
+    errors.ClubChangeNotFound: 404,
+    errors.StatusChangeScheduled: 409,
 }
 
 Model = TypeVar("Model", bound=BaseModel)

@@ -41,6 +41,9 @@ class SqlAlchemyUnitOfWork:
     billing = _Repository("repositories.billing", "SqlAlchemyBillingRepository")
     webhooks = _Repository("repositories.webhooks", "SqlAlchemyWebhookRepository")
     _REPOSITORIES = ("clubs", "subscriptions", "history", "charges", "audit", "billing", "webhooks")
+    # Club changes (domain/club_changes.py).
+    club_changes = _Repository("repositories.club_changes", "SqlAlchemyClubChangeRepository")
+    _REPOSITORIES += ("club_changes",)
 
     def __init__(self, engine: Engine | None = None) -> None:
         self._engine = engine
