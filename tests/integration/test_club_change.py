@@ -12,9 +12,15 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import text
 
+from common import clock
+from domain import charges, club_changes, errors
+from handlers import charge as charge_handler
 from handlers import club_change, club_change_cancel
 from handlers import eligible as eligible_handler
 from handlers import status as status_handler
+from repositories.charges import SqlAlchemyChargeRepository
+from repositories.club_changes import SqlAlchemyClubChangeRepository
+from repositories.unit_of_work import SqlAlchemyUnitOfWork
 from scripts import billing_run
 from tests import builders, platforms
 from tests.events import api_event, invoke
@@ -401,6 +407,73 @@ def test_a_change_racing_the_billing_run_never_charges_a_period_twice(db, now, c
                 {"c": customer},
             ).scalars()
             assert list(charged) == ([200] if status == 201 else [100])
+
+
+def test_a_charge_that_read_the_member_before_a_change_now_cannot_bill_the_moved_period(
+    db, now, clubs, member, platform, monkeypatch
+):
+    # Given a charge that has read the member as ACTIVE in club A and is about to write
+    # its ledger row, held there until a change to B "now" has committed
+    read, changed = threading.Event(), threading.Event()
+    original = SqlAlchemyChargeRepository.target
+
+    def held_target(self, subscription_id, at):
+        found = original(self, subscription_id, at)
+        if threading.current_thread() is not threading.main_thread():
+            read.set()
+            changed.wait(5)
+        return found
+
+    monkeypatch.setattr(SqlAlchemyChargeRepository, "target", held_target)
+
+    def charge():
+        try:
+            charges.charge(
+                SqlAlchemyUnitOfWork(),
+                charge_handler.platform(),
+                member,
+                "req-race",
+                clock.now,
+                timedelta(seconds=30),
+            )
+        except errors.DomainError as exc:
+            return exc.code
+        return "charged"
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        outcome = pool.submit(charge)
+        assert read.wait(5)
+        status, _, _ = post(member, {"club_id": clubs[1], "when": "now"})
+        changed.set()
+        # Then the change went through and the charge found the period closed
+        assert status == 201
+        assert outcome.result() == "charge_abandoned"
+    assert platform.orders == []
+    assert ledger(db, member) == [("2026-11", "abandoned", 100)]
+    # And November is billed once, in club B
+    run_on(now, NOW + timedelta(hours=1))
+    assert [o["sku_id"] for o in platform.orders] == [200]
+
+
+def test_a_sweep_that_read_a_change_before_another_recorded_it_records_nothing(
+    db, now, clubs, member, platform, monkeypatch
+):
+    # Given an applied change, read as due by a sweep before another sweep recorded it
+    post(member, {"club_id": clubs[1]})
+    now(DECEMBER + timedelta(hours=6))
+    uow = SqlAlchemyUnitOfWork()
+    with uow:
+        stale = uow.club_changes.due_unrecorded(clock.now())
+    assert len(stale) == 1
+    first = club_changes.sweep(SqlAlchemyUnitOfWork(), clock.now())
+    # When the slower sweep goes on with what it read
+    monkeypatch.setattr(SqlAlchemyClubChangeRepository, "due_unrecorded", lambda self, at: stale)
+    second = club_changes.sweep(SqlAlchemyUnitOfWork(), clock.now())
+    # Then the change was recorded applied exactly once
+    assert (len(first.applied), len(second.applied)) == (1, 0)
+    assert [a for a in actions(db, member) if a[0] == "club_change_applied"] == [
+        ("club_change_applied", "billing-run")
+    ]
 
 
 # --- billing across the boundary ---------------------------------------------------------
