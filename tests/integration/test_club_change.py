@@ -21,7 +21,7 @@ from handlers import status as status_handler
 from repositories.charges import SqlAlchemyChargeRepository
 from repositories.club_changes import SqlAlchemyClubChangeRepository
 from repositories.unit_of_work import SqlAlchemyUnitOfWork
-from scripts import billing_run
+from scripts import billing_run, demo_data
 from tests import builders, platforms
 from tests.events import api_event, invoke
 from tests.integration.test_status import current_status
@@ -664,3 +664,18 @@ def test_a_status_row_written_by_sql_cancels_the_change_when_next_seen(
     assert builders.history(db, member)[-1][:2] == (3, datetime(2026, 11, 22))
     now(DECEMBER)
     assert eligible_ids() == []
+
+
+def test_the_demo_data_holds_a_scheduled_change(db, now):
+    # When `make run` loads its demo data
+    with db.begin() as conn:
+        assert demo_data.load(conn, NOW)
+    demo_data.schedule_club_change(NOW)
+    # Then demo-customer-2 is moving from club 1 to club 2 at the next period
+    with db.connect() as conn:
+        row = conn.execute(
+            text("SELECT subscription_id, club_id, target_club_id, effective_at FROM club_change")
+        ).one()
+    assert tuple(row) == ("demo-sub-active-2", 1, 2, DECEMBER)
+    now(NOW)
+    assert "demo-sub-active-2" in eligible_ids()
