@@ -679,3 +679,38 @@ def test_the_demo_data_holds_a_scheduled_change(db, now):
     assert tuple(row) == ("demo-sub-active-2", 1, 2, DECEMBER)
     now(NOW)
     assert "demo-sub-active-2" in eligible_ids()
+
+
+def test_deleting_the_subscriptions_of_a_change_is_never_blocked_and_the_run_copes(
+    db, now, clubs, member, platform
+):
+    # Given a pending change, whose two subscriptions an operator deletes with SQL
+    _, body, _ = post(member, {"club_id": clubs[1]})
+    with db.begin() as conn:
+        for sub in (member, body["target_subscription_id"]):
+            conn.execute(
+                text("DELETE FROM subscription_status_history WHERE subscription_id = :s"),
+                {"s": sub},
+            )
+            conn.execute(text("DELETE FROM subscription WHERE id = :s"), {"s": sub})
+    # When the billing run comes
+    counts = run_on(now, NOW + timedelta(hours=1))
+    # Then nothing blocked the deletes, and the run cancelled the orphaned change
+    assert counts["charged"] == 0
+    assert change_row(db, body["id"])["state"] == "cancelled"
+
+
+def test_replacing_a_change_by_one_to_the_same_club_now_starts_a_fresh_subscription(
+    db, now, clubs, member, platform
+):
+    # Given a pending change to B at the next period
+    _, first, _ = post(member, {"club_id": clubs[1]})
+    # When it is replaced by a change to B now
+    now(NOW + timedelta(hours=1))
+    status, second, _ = post(member, {"club_id": clubs[1], "when": "now", "replace": True})
+    # Then B's subscription is a new one, started now, and charged for November
+    assert status == 201
+    assert second["target_subscription_id"] != first["target_subscription_id"]
+    assert builders.count(db, "subscription", "club_id = :c", c=clubs[1]) == 1
+    run_on(now, NOW + timedelta(hours=2))
+    assert ledger(db, second["target_subscription_id"]) == [("2026-11", "succeeded", 200)]
