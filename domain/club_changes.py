@@ -145,7 +145,13 @@ def _request(
     if subscription.status_id != SubscriptionStatus.ACTIVE:
         replayed = _replay_of_applied(uow, request, now)
         if replayed is not None:
-            return ChangeOutcome(replayed, _first_charge(uow, replayed), created=False)
+            moved = None
+            if replayed.when == When.NOW:
+                schedule = uow.club_changes.schedule_of(replayed.club_id)
+                start = subscription.create_date
+                moved = schedules.period_for(schedule, replayed.effective_at, start).key
+            first = _first_charge(uow, replayed)
+            return ChangeOutcome(replayed, first, created=False, moved_period=moved)
         raise errors.SubscriptionNotActive(
             subscription_id, status_name(SubscriptionStatus, subscription.status_id)
         )

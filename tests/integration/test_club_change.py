@@ -343,7 +343,7 @@ def test_now_moves_an_unbilled_period_to_the_new_club(db, now, clubs, member, pl
     ]
     # And the same request again answers the change it made
     status, again, _ = post(member, {"club_id": clubs[1], "when": "now"})
-    assert (status, again["id"]) == (200, body["id"])
+    assert (status, again["id"], again["moved_period"]) == (200, body["id"], "2026-11")
 
 
 def test_now_is_refused_once_the_period_has_a_charge(db, now, clubs, member, platform):
