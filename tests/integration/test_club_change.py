@@ -4,6 +4,7 @@ schedule, and billing across the boundary (real PostgreSQL, injected clock, fake
 from __future__ import annotations
 
 import io
+import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +14,9 @@ import pytest
 from sqlalchemy import text
 
 from common import clock
+from common.observability import logger
 from domain import charges, club_changes, errors
+from handlers import billing_run as billing_run_handler
 from handlers import charge as charge_handler
 from handlers import club_change, club_change_cancel
 from handlers import eligible as eligible_handler
@@ -714,3 +717,58 @@ def test_replacing_a_change_by_one_to_the_same_club_now_starts_a_fresh_subscript
     assert builders.count(db, "subscription", "club_id = :c", c=clubs[1]) == 1
     run_on(now, NOW + timedelta(hours=2))
     assert ledger(db, second["target_subscription_id"]) == [("2026-11", "succeeded", 200)]
+
+
+def test_each_outcome_is_logged_with_both_subscriptions_and_counted(db, now, clubs, member, capsys):
+    # Given the logger writing to a buffer and the EMF blobs printed to stdout
+    stream = io.StringIO()
+    handler = logger.registered_handler
+    previous = handler.setStream(stream)
+    capsys.readouterr()
+    customer = customer_of(db, member)
+    try:
+        # When a change is previewed, made, replayed and cancelled
+        post(member, {"club_id": clubs[1], "preview": True})
+        _, body, _ = post(member, {"club_id": clubs[1]})
+        post(member, {"club_id": clubs[1]})
+        delete(member)
+    finally:
+        handler.setStream(previous)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
+    printed = capsys.readouterr().out.splitlines()
+    blobs = [json.loads(line) for line in printed if line.startswith('{"_aws"')]
+    # Then each outcome has its line, naming both subscriptions, and its metric
+    events = {line["message"]: line for line in lines if line["message"].startswith("club change")}
+    assert set(events) == {
+        "club change previewed",
+        "club change scheduled",
+        "club change replayed",
+        "club change cancelled",
+    }
+    for line in events.values():
+        assert line["subscription_id"] == member
+        assert line["target_subscription_id"]
+    assert events["club change scheduled"]["club_change_id"] == body["id"]
+    names = {m["Name"] for b in blobs for d in b["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
+    assert {
+        "ClubChangePreviewed",
+        "ClubChangeScheduled",
+        "ClubChangeReplayed",
+        "ClubChangeCancelled",
+    } <= names
+    # And the customer's id is never logged
+    assert customer not in stream.getvalue()
+
+
+def test_the_scheduled_billing_run_records_applied_changes_before_queueing(db, now, clubs, member):
+    # Given a change whose instant has passed
+    _, body, _ = post(member, {"club_id": clubs[1]})
+    now(DECEMBER + timedelta(hours=6))
+    # When the scheduled run's producer sweeps the club changes (handlers/billing_run.py)
+    report = billing_run_handler.sweep_club_changes(clock.now())
+    again = billing_run_handler.sweep_club_changes(clock.now())
+    # Then it recorded the change once, as the billing run
+    assert [c.id for c in report.applied] == [body["id"]]
+    assert again.applied == []
+    assert change_row(db, body["id"])["applied_recorded_at"] == DECEMBER + timedelta(hours=6)
+    assert actions(db, member)[-1] == ("club_change_applied", "billing-run")
