@@ -16,13 +16,19 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
-from enum import StrEnum
-from typing import Any
 
 from domain import audit, errors, schedules
 from domain.audit import Action, AuditEntry
+from domain.club_change_model import (
+    ChangeOutcome,
+    ChangeRequest,
+    ClubChange,
+    FirstCharge,
+    SweepReport,
+    When,
+)
 from domain.model import (
     ClubStatus,
     StatusChange,
@@ -37,82 +43,6 @@ from domain.ports import UnitOfWork
 MARKER_NAMESPACE = uuid.UUID("0c6b7a57-91c4-4d8e-a2f4-6a3f1f0e9b15")
 # A new period boundary is at most this many periods away (each one with a ledger row).
 MAX_BOUNDARIES = 36
-
-
-class When(StrEnum):
-    NEXT_PERIOD = "next_period"
-    NOW = "now"
-
-
-class State(StrEnum):
-    SCHEDULED = "scheduled"
-    APPLIED = "applied"
-    CANCELLED = "cancelled"
-
-
-@dataclass(frozen=True)
-class ClubChange:
-    id: str
-    subscription_id: str
-    club_id: int | None
-    target_subscription_id: str
-    target_club_id: int
-    customer_id: str | None
-    when: When
-    effective_at: datetime
-    reactivated: bool
-    cancel_row_id: str
-    activate_row_id: str
-    history_rows: int
-    created_at: datetime
-    cancelled: bool = False
-    cancelled_at: datetime | None = None
-    cancel_reason: str | None = None
-    applied_recorded_at: datetime | None = None
-    # Periods of the old subscription the billing run abandoned when recording the change.
-    abandoned_periods: tuple[str, ...] = ()
-
-    def state(self, now: datetime) -> State:
-        if self.cancelled:
-            return State.CANCELLED
-        return State.APPLIED if self.effective_at <= now else State.SCHEDULED
-
-    def pending(self, now: datetime) -> bool:
-        return self.state(now) == State.SCHEDULED
-
-
-@dataclass(frozen=True)
-class ChangeRequest:
-    subscription_id: str
-    club_id: int
-    when: When = When.NEXT_PERIOD
-    preview: bool = False
-    replace: bool = False
-
-    def same_as(self, change: ClubChange) -> bool:
-        return change.target_club_id == self.club_id and change.when == self.when
-
-
-@dataclass(frozen=True)
-class FirstCharge:
-    """What the target subscription is charged first: the period it is in at the instant."""
-
-    schedule: schedules.Schedule
-    period: schedules.Period
-    sku: int | None
-    already_charged: bool
-
-
-@dataclass(frozen=True)
-class ChangeOutcome:
-    change: ClubChange
-    first_charge: FirstCharge
-    # True when this request wrote it (201); False for a replay of the same body (200).
-    created: bool
-    preview: bool = False
-    replaced: ClubChange | None = None
-    # The period of the old subscription that moves to the target club ("now" only).
-    moved_period: str | None = None
 
 
 def request_change(
@@ -412,13 +342,6 @@ def _cancel(
     return replace(change, cancelled=True, cancelled_at=now, cancel_reason=reason)
 
 
-@dataclass(frozen=True)
-class SweepReport:
-    applied: list[ClubChange]
-    cancelled: list[ClubChange]
-    abandoned_periods: list[str]
-
-
 def cancel_interfered(uow: UnitOfWork, now: datetime, actor: str) -> list[ClubChange]:
     """Cancel pending changes whose subscriptions got a status row outside the API (SQL):
     the billing run and the eligible endpoint's absorber step call it."""
@@ -531,46 +454,3 @@ def _entry(change: ClubChange, action: Action, actor: str, now: datetime, detail
         request_id=change.id,
         details=details,
     )
-
-
-def describe(change: ClubChange, now: datetime) -> dict[str, Any]:
-    return {
-        "id": change.id,
-        "subscription_id": change.subscription_id,
-        "club_id": change.club_id,
-        "target_subscription_id": change.target_subscription_id,
-        "target_club_id": change.target_club_id,
-        "target_reactivated": change.reactivated,
-        "when": change.when.value,
-        "effective_at": change.effective_at.isoformat(),
-        "state": change.state(now).value,
-        "created_at": change.created_at.isoformat(),
-        "cancelled_at": change.cancelled_at.isoformat() if change.cancelled_at else None,
-        "cancel_reason": change.cancel_reason,
-    }
-
-
-def describe_outcome(outcome: ChangeOutcome, now: datetime) -> dict[str, Any]:
-    first = outcome.first_charge
-    body = describe(outcome.change, now)
-    if outcome.preview:
-        # Nothing was written: the ids a change would get are not promised.
-        body.update(id=None, state="preview")
-        if not outcome.change.reactivated:
-            body["target_subscription_id"] = None
-    body.update(
-        preview=outcome.preview,
-        target_schedule={
-            "interval": first.schedule.interval.value,
-            "anniversary": first.schedule.anniversary,
-        },
-        first_charge={
-            "period": first.period.key,
-            "billing_date": first.period.billing_date.isoformat(),
-            "store_sku": first.sku,
-            "already_charged": first.already_charged,
-        },
-        moved_period=outcome.moved_period,
-        replaced=outcome.replaced.id if outcome.replaced else None,
-    )
-    return body

@@ -159,8 +159,7 @@ class UnitOfWork(Protocol):
     audit: AuditRepository
     billing: BillingRepository
     webhooks: WebhookRepository
-    # Club changes: repositories/club_changes.py (its values live in domain/club_changes.py,
-    # a rule module this one must not import).
+    # Club changes: repositories/club_changes.py, speaking domain/club_change_model.py.
     club_changes: Any
 
     def __enter__(self) -> Self: ...

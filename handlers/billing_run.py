@@ -16,7 +16,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from adapters.billing_queue import BATCH_SIZE, SqsBillingQueue
 from common import clock, settings
 from common.observability import logger, metrics
-from domain import audit, billing, club_changes
+from domain import audit, billing, club_change_model, club_changes
 from repositories.unit_of_work import SqlAlchemyUnitOfWork
 
 SENDERS = 8
@@ -55,7 +55,7 @@ def queue_due(queue: SqsBillingQueue, senders: int = SENDERS) -> Counter[str]:
     return counts
 
 
-def sweep_club_changes(now) -> club_changes.SweepReport:
+def sweep_club_changes(now) -> club_change_model.SweepReport:
     """The billing run's pass over club changes (domain/club_changes.py), logged."""
     report = club_changes.sweep(SqlAlchemyUnitOfWork(), now, audit.BILLING_RUN)
     for change in report.applied:

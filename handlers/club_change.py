@@ -4,7 +4,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from common import clock
 from common.observability import logger, metrics
-from domain import club_changes
+from domain import club_change_model, club_changes
 from handlers import http
 from handlers.schemas import ClubChangeBody, OpaqueIdPath
 from repositories.unit_of_work import SqlAlchemyUnitOfWork
@@ -18,10 +18,10 @@ def lambda_handler(event: dict) -> http.Response:
     now = clock.now()
     outcome = club_changes.request_change(
         SqlAlchemyUnitOfWork(),
-        club_changes.ChangeRequest(
+        club_change_model.ChangeRequest(
             subscription_id,
             request.club_id,
-            club_changes.When(request.when),
+            club_change_model.When(request.when),
             request.preview,
             request.replace,
         ),
@@ -47,4 +47,4 @@ def lambda_handler(event: dict) -> http.Response:
     metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
     if outcome.replaced is not None and not outcome.preview:
         metrics.add_metric(name="ClubChangeCancelled", unit=MetricUnit.Count, value=1)
-    return http.Response(status, club_changes.describe_outcome(outcome, now))
+    return http.Response(status, club_change_model.describe_outcome(outcome, now))

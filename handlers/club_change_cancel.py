@@ -4,7 +4,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from common import clock
 from common.observability import logger, metrics
-from domain import club_changes
+from domain import club_change_model, club_changes
 from handlers import http
 from handlers.schemas import OpaqueIdPath
 from repositories.unit_of_work import SqlAlchemyUnitOfWork
@@ -24,4 +24,4 @@ def lambda_handler(event: dict) -> http.Response:
         reason=change.cancel_reason,
     )
     metrics.add_metric(name="ClubChangeCancelled", unit=MetricUnit.Count, value=1)
-    return http.Response(200, club_changes.describe(change, now))
+    return http.Response(200, club_change_model.describe(change, now))

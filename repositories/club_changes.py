@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
 from domain import schedules
-from domain.club_changes import ClubChange, When
+from domain.club_change_model import ClubChange, When
 from domain.model import Subscription
 from repositories.charges import schedule_of
 from repositories.tables import (

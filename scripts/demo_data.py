@@ -111,12 +111,12 @@ CLUB_CHANGE = ("demo-sub-active-2", 2)
 
 
 def schedule_club_change(now: datetime) -> None:
-    from domain import club_changes
+    from domain import club_change_model, club_changes
     from repositories.unit_of_work import SqlAlchemyUnitOfWork
 
     subscription_id, club_id = CLUB_CHANGE
     club_changes.request_change(
-        SqlAlchemyUnitOfWork(), club_changes.ChangeRequest(subscription_id, club_id), now
+        SqlAlchemyUnitOfWork(), club_change_model.ChangeRequest(subscription_id, club_id), now
     )
 
 
