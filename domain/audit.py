@@ -15,11 +15,19 @@ class Action(StrEnum):
     CARD_UNAVAILABLE = "card_unavailable"
     CANCELLATION = "cancellation"
     ABANDONED = "abandoned"
+    # Club changes (domain/club_changes.py).
+    CLUB_CHANGE_SCHEDULED = "club_change_scheduled"
+    CLUB_CHANGE_APPLIED = "club_change_applied"
+    CLUB_CHANGE_CANCELLED = "club_change_cancelled"
 
 
 # Who caused a change: the charge endpoint (its caller), the billing run, or the platform.
 CHARGE_ENDPOINT = "charge-endpoint"
 BILLING_RUN = "billing-run"
+# Club changes: their endpoint, a status change that cancelled one, the eligible absorber.
+CLUB_CHANGE_ENDPOINT = "club-change-endpoint"
+STATUS_CHANGE = "status-change"
+ABSORBER = "absorber"
 
 
 def webhook(event_id: str) -> str:

@@ -213,3 +213,70 @@ class PurchaseInProgress(DomainError):
             f"the purchase of reservation {reservation_id} is in progress; retry in a minute",
             reservation_id=reservation_id,
         )
+
+
+# --- club changes (domain/club_changes.py) -----------------------------------------------
+
+
+class SubscriptionNotActive(DomainError):
+    code = "subscription_not_active"
+
+    def __init__(self, subscription_id: str, status: str | None) -> None:
+        state = f"is {status}" if status else "has no current status"
+        super().__init__(
+            f"subscription {subscription_id} {state}: only an ACTIVE subscription changes club"
+            " (a paused member resumes first)",
+            subscription_status=status,
+        )
+
+
+class SameClub(DomainError):
+    code = "same_club"
+
+    def __init__(self, subscription_id: str, club_id: int) -> None:
+        super().__init__(
+            f"subscription {subscription_id} is already in club {club_id}", club_id=club_id
+        )
+
+
+class PeriodAlreadyBilled(DomainError):
+    code = "period_already_billed"
+
+    def __init__(self, subscription_id: str, period: str) -> None:
+        super().__init__(
+            f"period {period} of subscription {subscription_id} already has a charge (made or"
+            ' in flight): it keeps its club; change with "when": "next_period"',
+            period=period,
+        )
+
+
+class ClubChangePending(DomainError):
+    code = "club_change_pending"
+
+    def __init__(self, subscription_id: str, change_id: str, target_club_id: int) -> None:
+        super().__init__(
+            f"subscription {subscription_id} already has a pending change (club change"
+            f' {change_id} to club {target_club_id}); send "replace": true to replace it,'
+            " or DELETE it first",
+            club_change_id=change_id,
+            target_club_id=target_club_id,
+        )
+
+
+class ClubChangeNotFound(DomainError):
+    code = "club_change_not_found"
+
+    def __init__(self, subscription_id: str) -> None:
+        super().__init__(f"subscription {subscription_id} has no pending club change")
+
+
+class StatusChangeScheduled(DomainError):
+    code = "status_change_scheduled"
+
+    def __init__(self, subscription_id: str, effect_date: str) -> None:
+        super().__init__(
+            f"subscription {subscription_id} has a status change scheduled for {effect_date};"
+            " a club change cannot be scheduled over it (replace it through the status"
+            " endpoint first)",
+            effect_date=effect_date,
+        )

@@ -159,6 +159,8 @@ class UnitOfWork(Protocol):
     audit: AuditRepository
     billing: BillingRepository
     webhooks: WebhookRepository
+    # Club changes: repositories/club_changes.py, speaking domain/club_change_model.py.
+    club_changes: Any
 
     def __enter__(self) -> Self: ...
 

@@ -89,3 +89,17 @@ def period_for(schedule: Schedule, now: datetime, anchor: datetime | None) -> Pe
     if schedule.anniversary and anchor is not None:
         return _anniversary(schedule.interval, now, anchor)
     return _calendar(schedule.interval, now)
+
+
+def following(schedule: Schedule, now: datetime, anchor: datetime | None) -> Period:
+    """The first period that starts after `now` (the boundary a club change waits for)."""
+    current = period_for(schedule, now, anchor)
+    if current.billing_date > now:
+        # Before an anniversary subscription's first billing date: that date is the boundary.
+        return current
+    index = _month_index(current.billing_date) + schedule.interval.months
+    if schedule.anniversary and anchor is not None:
+        day = _clamped(index, anchor.day)
+    else:
+        day = _clamped(index, 1)
+    return period_for(schedule, _midnight(day), anchor)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from domain import errors
+from domain import club_changes, errors
 from domain.model import (
     AUTOMATIC_RETURN_DETAILS,
     SHIPPING_CLUB_STATUSES,
@@ -93,6 +93,9 @@ def change_status(
     with uow:
         if uow.subscriptions.get(subscription_id, now, lock=True) is None:
             raise errors.SubscriptionNotFound(subscription_id)
+        # Club-change hook: a status change on either side cancels a pending club change
+        # (both its scheduled rows), before the scheduled rows below are superseded.
+        club_changes.cancel_for_status_change(uow, subscription_id, now, changes[0].id, details)
         uow.history.supersede_pending(
             subscription_id,
             now,

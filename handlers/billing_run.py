@@ -16,7 +16,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from adapters.billing_queue import BATCH_SIZE, SqsBillingQueue
 from common import clock, settings
 from common.observability import logger, metrics
-from domain import billing
+from domain import audit, billing, club_change_model, club_changes
 from repositories.unit_of_work import SqlAlchemyUnitOfWork
 
 SENDERS = 8
@@ -37,7 +37,10 @@ def queue_due(queue: SqsBillingQueue, senders: int = SENDERS) -> Counter[str]:
             while len(in_flight) >= 2 * senders:
                 in_flight.popleft().result()
 
-        for planned in billing.plan(SqlAlchemyUnitOfWork(), clock.now()):
+        now = clock.now()
+        # Club-change hook: record changes whose instant passed, cancel interfered ones.
+        sweep_club_changes(now)
+        for planned in billing.plan(SqlAlchemyUnitOfWork(), now):
             if planned.message is None:
                 counts[str(planned.settled_as)] += 1
                 continue
@@ -50,6 +53,32 @@ def queue_due(queue: SqsBillingQueue, senders: int = SENDERS) -> Counter[str]:
         while in_flight:
             in_flight.popleft().result()
     return counts
+
+
+def sweep_club_changes(now) -> club_change_model.SweepReport:
+    """The billing run's pass over club changes (domain/club_changes.py), logged."""
+    report = club_changes.sweep(SqlAlchemyUnitOfWork(), now, audit.BILLING_RUN)
+    for change in report.applied:
+        logger.info(
+            "club change applied",
+            club_change_id=change.id,
+            subscription_id=change.subscription_id,
+            target_subscription_id=change.target_subscription_id,
+            abandoned_periods=list(change.abandoned_periods),
+        )
+    for change in report.cancelled:
+        logger.info(
+            "club change cancelled",
+            club_change_id=change.id,
+            subscription_id=change.subscription_id,
+            target_subscription_id=change.target_subscription_id,
+            reason=change.cancel_reason,
+        )
+    metrics.add_metric(name="ClubChangeApplied", unit=MetricUnit.Count, value=len(report.applied))
+    metrics.add_metric(
+        name="ClubChangeCancelled", unit=MetricUnit.Count, value=len(report.cancelled)
+    )
+    return report
 
 
 @metrics.log_metrics

@@ -7,7 +7,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from common import clock, settings
 from common.observability import logger, metrics
-from domain import subscriptions
+from domain import audit, club_changes, subscriptions
 from handlers import http
 from handlers.schemas import EligibleQuery
 from repositories.unit_of_work import SqlAlchemyUnitOfWork
@@ -19,6 +19,10 @@ PAGE_HINT = "?limit=10000, then ?limit=10000&after=<last id of the previous page
 def lambda_handler(event: dict) -> http.Response:
     page = http.query(event, EligibleQuery)
     now = clock.now()
+    if page.after is None:
+        # Club-change hook: with the absorber (first page), cancel pending club changes
+        # whose subscriptions got a status row outside the API.
+        _cancel_interfered_club_changes(now)
     ids = subscriptions.eligible_ids(SqlAlchemyUnitOfWork(), now, page.after, page.limit)
     logger.info("eligible listed", count=len(ids), limit=page.limit, after=page.after)
     metrics.add_metric(name="EligibleListed", unit=MetricUnit.Count, value=len(ids))
@@ -32,6 +36,18 @@ def lambda_handler(event: dict) -> http.Response:
         # Percent-encoded: the id itself for ordinary ids, and a valid header for any other.
         headers["X-Next-After"] = quote(ids[-1], safe="")
     return http.Response(200, body, headers)
+
+
+def _cancel_interfered_club_changes(now) -> None:
+    for change in club_changes.cancel_interfered(SqlAlchemyUnitOfWork(), now, audit.ABSORBER):
+        logger.info(
+            "club change cancelled",
+            club_change_id=change.id,
+            subscription_id=change.subscription_id,
+            target_subscription_id=change.target_subscription_id,
+            reason=change.cancel_reason,
+        )
+        metrics.add_metric(name="ClubChangeCancelled", unit=MetricUnit.Count, value=1)
 
 
 def _too_large(ids: list[str], body: bytes, now, paged: bool) -> http.Response | None:

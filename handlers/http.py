@@ -46,6 +46,13 @@ ERROR_STATUS: dict[type[errors.DomainError], int] = {
     errors.PurchaseInProgress: 409,
     errors.ReservationExpired: 410,
     errors.NotEligible: 422,
+    # Club changes.
+    errors.SubscriptionNotActive: 409,
+    errors.SameClub: 409,
+    errors.PeriodAlreadyBilled: 409,
+    errors.ClubChangePending: 409,
+    errors.ClubChangeNotFound: 404,
+    errors.StatusChangeScheduled: 409,
 }
 
 Model = TypeVar("Model", bound=BaseModel)

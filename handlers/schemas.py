@@ -14,6 +14,7 @@ from pydantic import (
     ConfigDict,
     Field,
     RootModel,
+    StrictBool,
     StrictInt,
     StrictStr,
     model_validator,
@@ -227,3 +228,21 @@ class WebhookBody(
     ]
 ):
     model_config = ConfigDict(defer_build=True)
+
+
+# --- club changes (handlers/club_change.py) ------------------------------------------------
+
+
+class ClubChangeBody(Shape):
+    club_id: StrictInt = Field(
+        ge=INT32_MIN, le=INT32_MAX, description="the club to move to (must be ACTIVE)"
+    )
+    when: Literal["next_period", "now"] = Field(
+        default="next_period",
+        description="next_period: the first period boundary whose period has no charge;"
+        " now: only while the current period has no charge",
+    )
+    preview: StrictBool = Field(
+        default=False, description="answer what would happen and write nothing"
+    )
+    replace: StrictBool = Field(default=False, description="replace a pending change")

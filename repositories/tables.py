@@ -241,3 +241,27 @@ BillingAudit = _Table(
     Column("request_id", String(64)),
     Column("details", Text),
 )
+
+
+# --- club changes (revision 0009) --------------------------------------------------------
+# A member's move to another club: the two subscriptions and their two scheduled rows.
+ClubChange = _Table(
+    "club_change",
+    Column("id", String(36), primary_key=True),
+    Column("subscription_id", String(36)),
+    Column("club_id", Integer),
+    Column("target_subscription_id", String(36)),
+    Column("target_club_id", Integer),
+    Column("customer_store_id", String(36)),
+    Column("when_mode", String(16)),
+    Column("effective_at", DateTime),
+    Column("reactivated", Boolean),
+    Column("cancel_row_id", String(36)),
+    Column("activate_row_id", String(36)),
+    Column("history_rows", Integer),
+    Column("state", String(16)),
+    Column("created_at", DateTime),
+    Column("cancelled_at", DateTime),
+    Column("cancel_reason", Text),
+    Column("applied_recorded_at", DateTime),
+)

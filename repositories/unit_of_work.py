@@ -48,6 +48,9 @@ class SqlAlchemyUnitOfWork:
         "repositories.promo_notifications", "SqlAlchemyPromoNotificationRepository"
     )
     _REPOSITORIES += ("promos", "promo_orders", "promo_notifications")
+    # Club changes (domain/club_changes.py).
+    club_changes = _Repository("repositories.club_changes", "SqlAlchemyClubChangeRepository")
+    _REPOSITORIES += ("club_changes",)
 
     def __init__(self, engine: Engine | None = None) -> None:
         self._engine = engine

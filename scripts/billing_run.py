@@ -22,7 +22,7 @@ from typing import TextIO
 import requests
 
 from common import clock, settings
-from domain import billing, errors
+from domain import audit, billing, club_changes, errors
 from fake_ecommerce import server as fake
 from handlers.charge import platform
 from repositories.unit_of_work import SqlAlchemyUnitOfWork
@@ -86,6 +86,8 @@ def run(out: TextIO = sys.stdout) -> Counter[str]:
     retry_window = timedelta(days=config.billing_retry_days)
     now = clock.now()
     counts: Counter[str] = Counter({name: 0 for name in ORDER})
+    # Club-change hook: record changes whose instant passed, cancel interfered ones.
+    club_changes.sweep(SqlAlchemyUnitOfWork(), now, audit.BILLING_RUN)
     progress = Progress(billing.eligible_count(SqlAlchemyUnitOfWork(), now), out)
     for planned in billing.plan(SqlAlchemyUnitOfWork(), now):
         if planned.message is None:

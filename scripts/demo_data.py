@@ -106,10 +106,28 @@ def load(conn: Connection, now: datetime) -> bool:
     return True
 
 
+# A scheduled club change (docs/club-changes.md): demo-customer-2 moves from club 1 to
+# club 2 at the next period, through the API's own code (its rows and claim are the API's).
+CLUB_CHANGE = ("demo-sub-active-2", 2)
+
+
+def schedule_club_change(now: datetime) -> None:
+    from domain import club_change_model, club_changes
+    from repositories.unit_of_work import SqlAlchemyUnitOfWork
+
+    subscription_id, club_id = CLUB_CHANGE
+    club_changes.request_change(
+        SqlAlchemyUnitOfWork(), club_change_model.ChangeRequest(subscription_id, club_id), now
+    )
+
+
 def main() -> int:
+    now = clock.now()
     with database.engine().begin() as conn:
-        loaded = load(conn, clock.now())
-        promos_loaded = promo_demo_data.load(conn, clock.now())  # flash promos
+        loaded = load(conn, now)
+        promos_loaded = promo_demo_data.load(conn, now)  # flash promos
+    if loaded:
+        schedule_club_change(now)
     print("demo data loaded" if loaded else "database not empty: demo data not loaded")
     if promos_loaded:
         print("promo demo data loaded (store 1, promos 1 and 2; see docs/promos.md)")

@@ -111,6 +111,7 @@ class FakeUnitOfWork:
         self.subscriptions = FakeSubscriptionRepository(self)
         self.charges = FakeChargeRepository()
         self.audit = FakeAuditRepository()
+        self.club_changes = FakeClubChangeRepository()
         self.commits = 0
 
     def __enter__(self) -> FakeUnitOfWork:
@@ -203,3 +204,10 @@ class FakeEcommerce:
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
+
+
+class FakeClubChangeRepository:
+    """No club changes: what a status change asks of them (domain/club_changes.py)."""
+
+    def pending_touching(self, subscription_id, now):
+        return []

@@ -112,7 +112,8 @@ def test_serverless_package_builds_the_lambda_bundle_offline(tmp_path):
         for name, res in resources.items()
         if res["Type"] == "AWS::ApiGateway::Method"
     }
-    api = {m: required for m, required in methods.items() if m.split()[0] in ("GET", "POST")}
+    verbs = ("GET", "POST", "DELETE")
+    api = {m: required for m, required in methods.items() if m.split()[0] in verbs}
     assert {m: r for m, r in api.items() if "Docs" not in m} == {
         "POST ApiGatewayMethodClubIdVarSubscribePost": True,
         "POST ApiGatewayMethodSubscriptionIdVarStatusPost": True,
@@ -125,6 +126,9 @@ def test_serverless_package_builds_the_lambda_bundle_offline(tmp_path):
         "GET ApiGatewayMethodPromosEligibleGet": True,
         "POST ApiGatewayMethodPromosIdVarReservationsPost": True,
         "POST ApiGatewayMethodPromosIdVarReservationsReservationidVarCompletePost": True,
+        # Club changes (docs/club-changes.md).
+        "POST ApiGatewayMethodSubscriptionIdVarClubDashchangePost": True,
+        "DELETE ApiGatewayMethodSubscriptionIdVarClubDashchangeDelete": True,
     }
     assert not any(r for m, r in api.items() if "Docs" in m)
     plans = {
