@@ -94,7 +94,12 @@ class Settings(BaseModel):
     ecomm_api_secret_id: str | None = Field(
         default=None, description="Secrets Manager id or SSM parameter name holding the secret"
     )
-    ecomm_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    ecomm_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=60, description="read timeout of a platform call"
+    )
+    ecomm_connect_timeout_seconds: float = Field(
+        default=3.05, gt=0, le=60, description="connect timeout of a platform call"
+    )
     charge_pending_timeout_seconds: int = Field(default=60, ge=1)
     billing_queue_url: str | None = Field(
         default=None, description="the SQS queue the billing run sends one message per charge to"
