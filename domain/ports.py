@@ -123,9 +123,15 @@ class AuditRepository(Protocol):
 
 class BillingRepository(Protocol):
     def eligible(
-        self, at: datetime, club_statuses: Iterable[int], chunk: int
+        self,
+        at: datetime,
+        club_statuses: Iterable[int],
+        chunk: int,
+        after: str | None = None,
+        limit: int | None = None,
     ) -> Iterator[list[Candidate]]:
-        """Eligible subscriptions with their schedule, streamed `chunk` rows at a time."""
+        """Eligible subscriptions with their schedule, streamed `chunk` rows at a time
+        (with `after`/`limit`: a slice in id order)."""
         ...
 
     def count_eligible(self, at: datetime, club_statuses: Iterable[int]) -> int: ...
