@@ -60,15 +60,24 @@ def url_from_scope(scope: str) -> str:
         raise SettingsError(f"cannot read database settings from {path.name}: {exc}") from exc
 
 
-def url_from_rds_secret(secret: dict[str, Any]) -> str:
-    """An RDS-style secret (username, password, host, port, dbname) as a SQLAlchemy URL."""
+def url_from_rds_secret(
+    secret: dict[str, Any],
+    host: str | None = None,
+    port: int | None = None,
+    database: str | None = None,
+) -> str:
+    """An RDS-style secret (username, password, host, port, dbname) as a SQLAlchemy URL.
+
+    `host`, `port` and `database` (DATABASE_HOST/PORT/NAME: RDS Proxy's endpoint) win over
+    the secret's: an RDS-managed secret holds only the user name and the password.
+    """
     return URL.create(
         drivername="postgresql+psycopg2",
         username=secret["username"],
         password=secret.get("password"),
-        host=secret.get("host"),
-        port=int(secret.get("port") or 5432),
-        database=secret.get("dbname") or secret.get("dbName") or "postgres",
+        host=host or secret.get("host"),
+        port=int(port or secret.get("port") or 5432),
+        database=database or secret.get("dbname") or secret.get("dbName") or "postgres",
     ).render_as_string(hide_password=False)
 
 
@@ -79,6 +88,11 @@ class Settings(BaseModel):
     database_secret_id: str | None = Field(
         default=None, description="Secrets Manager id of an RDS-style secret (cloud)"
     )
+    database_host: str | None = Field(
+        default=None, description="with DATABASE_SECRET_ID: the host to connect to (RDS Proxy)"
+    )
+    database_port: int | None = Field(default=None, ge=1, le=65535)
+    database_name: str | None = None
     scope: str = Field(default="model", description="reads <scope>_config.json")
     db_pool_size: int = Field(default=1, ge=1, le=50)
     db_max_overflow: int = Field(default=1, ge=0, le=50)
@@ -143,7 +157,9 @@ class Settings(BaseModel):
             from aws_lambda_powertools.utilities import parameters
 
             secret = parameters.get_secret(self.database_secret_id, transform="json", max_age=300)
-            return url_from_rds_secret(secret)
+            return url_from_rds_secret(
+                secret, self.database_host, self.database_port, self.database_name
+            )
         return url_from_scope(self.scope)
 
 
