@@ -140,9 +140,10 @@ def test_the_schedule_rule_of_serverless_yml_is_a_valid_daily_eventbridge_rule(a
     events = boto3.client("events")
     events.put_rule(Name="billing-run", ScheduleExpression=schedule["rate"], State="ENABLED")
     rule = events.describe_rule(Name="billing-run")
-    # Then it is enabled and fires once a day
+    # Then it is enabled and fires from 06:00 UTC, every 15 minutes until 09:45 (the
+    # first tick starts the day's run, the later ones resume it if it paused)
     assert rule["State"] == "ENABLED"
-    assert rule["ScheduleExpression"] == "cron(0 6 * * ? *)"
+    assert rule["ScheduleExpression"] == "cron(0/15 6-9 * * ? *)"
     # And the worker reads the queue in batches of ten, reporting partial failures
     sqs_source = functions["billingCharge"]["events"][0]["sqs"]
     assert (sqs_source["batchSize"], sqs_source["functionResponseType"]) == (
