@@ -239,6 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     charge_ids = eligible_ids(charge_db.url)[:1000]
     charge_result = charges.measure(charge_db, charge_ids, args.repeat)
     log(json.dumps(charge_result))
+    log("billing run")
+    from bench import billing_run
+
+    billing = billing_run.measure(biggest.url, ROOT)
+    log(json.dumps(billing))
     run = {
         "machine": report.machine(),
         "postgres": postgres_version(biggest.url),
@@ -249,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         "writes": writes,
         "coldstart": cold,
         "charges": charge_result,
+        "billing_run": billing,
         "finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M"),
         "total_seconds": time.perf_counter() - started,
     }

@@ -197,6 +197,10 @@ def markdown(run: dict) -> tuple[str, dict[str, bool]]:
     gen = run["datasets"][-1]["built_seconds"]
     goals["6. 1M data set generated in under 2 minutes"] = None if gen is None else gen < 120
     goals["6. make bench under 10 minutes"] = run["total_seconds"] < 600
+    if "billing_run" in run:  # issue 13: the daily run at scale
+        from bench.billing_run import report_lines
+
+        lines += report_lines(run["billing_run"], big["size"], goals)
     lines += [
         "",
         "## Charge overhead",
