@@ -4,7 +4,7 @@ python -m bench.billing_run <database url> [--delay-ms 20] [--senders 8]
     # prints {"seconds": ..., "planned": ..., "queued": ..., "peak_rss_mb": ..., ...}
 
 Each measurement is a fresh process (its peak RSS is the run's), calling the run exactly
-as the Lambda handler does (`handlers.billing_run.run`: slices, checkpoints, the same
+as the Lambda handler does (`handlers.billing_run.run`: one ordered stream, checkpoints, the same
 number of sending threads), with the real SQS adapter over a fake client whose
 SendMessageBatch takes `--delay-ms` (20 ms: SQS's latency seen from Lambda in-region).
 `--delay-ms 0` is the baseline: planning alone, the same code and the same database.
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
                 "senders": senders,
                 "most_concurrent": client.most_active,
                 "delay_ms": args.delay_ms,
-                "slices": -(-planned // billing_run.SLICE),
+                "checkpoints": -(-planned // billing_run.CHECKPOINT_EVERY),
                 "peak_rss_mb": peak_rss_kb() / 1024,
             }
         )
@@ -147,18 +147,19 @@ def report_lines(result: dict, size: int, goals: dict) -> list[str]:
         "",
         "## The daily billing run",
         "",
-        f"At {size:,} subscriptions: `handlers.billing_run.run` as the Lambda runs it (slices of",
-        "subscription ids with a checkpoint after each, the real SQS adapter), each in a fresh",
+        f"At {size:,} subscriptions: `handlers.billing_run.run` as the Lambda runs it (one",
+        "stream in subscription id order, a checkpoint every 20,000, the real SQS adapter), in a",
+        "fresh",
         "process. The queue is a fake SQS client whose SendMessageBatch takes the given time;",
         "0 ms is the baseline (planning alone).",
         "",
         "| SendMessageBatch | planned | queued | batches | senders (most at once)"
-        " | slices | time | peak RSS |",
+        " | checkpoints | time | peak RSS |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
         *(
             f"| {r['delay_ms']:g} ms | {r['planned']:,} | {r['queued']:,} | {r['batches']:,} |"
-            f" {r['senders']} ({r['most_concurrent']}) | {r['slices']} | {r['seconds']:.1f} s |"
-            f" {r['peak_rss_mb']:.0f} MB |"
+            f" {r['senders']} ({r['most_concurrent']}) | {r['checkpoints']} |"
+            f" {r['seconds']:.1f} s | {r['peak_rss_mb']:.0f} MB |"
             for r in result["runs"]
         ),
         "",

@@ -113,17 +113,17 @@ def plan(
     now: datetime,
     chunk: int = 1000,
     after: str | None = None,
-    limit: int | None = None,
+    in_order: bool = False,
 ) -> Iterator[Planned]:
     """Stream every eligible subscription with what its current period still needs.
 
     The eligible set comes from a server-side cursor, `chunk` rows at a time, and the
     ledger is read once per chunk: memory stays bounded by the chunk, not the set.
-    With `after` and/or `limit`: a slice, in subscription id order (the run's checkpoints).
+    `in_order`: by subscription id, from after `after` (the run's checkpoint).
     """
     with uow:
-        sliced = {} if after is None and limit is None else {"after": after, "limit": limit}
-        for rows in uow.billing.eligible(now, SHIPPING_CLUB_STATUSES, chunk, **sliced):
+        ordered = {"after": after, "in_order": True} if in_order or after else {}
+        for rows in uow.billing.eligible(now, SHIPPING_CLUB_STATUSES, chunk, **ordered):
             periods = [
                 (row.subscription_id, schedules.period_for(row.schedule, now, row.started).key)
                 for row in rows

@@ -128,10 +128,10 @@ class BillingRepository(Protocol):
         club_statuses: Iterable[int],
         chunk: int,
         after: str | None = None,
-        limit: int | None = None,
+        in_order: bool = False,
     ) -> Iterator[list[Candidate]]:
         """Eligible subscriptions with their schedule, streamed `chunk` rows at a time
-        (with `after`/`limit`: a slice in id order)."""
+        (`in_order`: by id, after `after`)."""
         ...
 
     def count_eligible(self, at: datetime, club_statuses: Iterable[int]) -> int: ...

@@ -5,29 +5,31 @@ queues one message each, ten per SendMessageBatch, several batches in flight at 
 `handlers/billing_charge.py` charges them.
 
 It is built to be cut off and resumed, never restarted from the top:
-- the run of a day plans in slices of subscription ids, in id order; after each slice
-  (and before stopping) it waits until SQS acknowledged every message of it and then
-  commits the checkpoint `last_queued_id` (table billing_run, domain/billing_runs.py);
+- the run of a day streams the eligible set in subscription id order (one server-side
+  cursor); every CHECKPOINT_EVERY subscriptions it waits until SQS acknowledged every
+  message so far and commits the checkpoint `last_queued_id` on a second connection
+  (table billing_run, domain/billing_runs.py);
 - it watches the time left and stops a minute before the function's timeout; the next
   invocation (the schedule fires every 15 minutes in the run's window) resumes after the
   checkpoint, with the same planning instant;
 - one invocation at a time holds the run (a lease); a finished run is not run again that
   day, so a retry or a second schedule tick queues nothing twice.
 A message can be queued twice only when an invocation dies between SQS's acknowledgement
-and the checkpoint (at most one slice); the ledger charges a period once whatever the
-number of messages (`billing.settle`), so that costs a no-op delivery, never a charge.
+and the checkpoint (at most CHECKPOINT_EVERY); the ledger charges a period once whatever
+the number of messages (`billing.settle`), so that costs a no-op delivery, never a charge.
 """
 
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
+from sqlalchemy import Engine, create_engine
 
 from adapters.billing_queue import BATCH_SIZE, SqsBillingQueue
 from common import clock, settings
@@ -39,7 +41,7 @@ from repositories.unit_of_work import SqlAlchemyUnitOfWork
 
 SENDERS = 8
 # Subscriptions planned between two checkpoints.
-SLICE = 20_000
+CHECKPOINT_EVERY = 20_000
 # Stop planning when less than this is left of the invocation: time to drain the batches
 # in flight and commit the checkpoint.
 STOP_MARGIN_MS = 60_000
@@ -48,6 +50,26 @@ STOP_MARGIN_MS = 60_000
 LEASE = timedelta(minutes=16)
 # Between two looks at the time left.
 CHECK_EVERY = 1000
+# The run's own statement timeout: the sorted eligible set of a million subscriptions is
+# one statement (its first FETCH), longer than the API's DB_STATEMENT_TIMEOUT_MS allows;
+# still well inside the function's 900 s.
+STATEMENT_TIMEOUT_MS = 300_000
+
+
+def run_engine() -> Engine:
+    """Two connections for the run: the stream, and the checkpoints committed beside it."""
+    config = settings.get()
+    return create_engine(
+        config.resolved_database_url(),
+        pool_size=2,
+        max_overflow=0,
+        pool_pre_ping=True,
+        connect_args={
+            "connect_timeout": 5,
+            "application_name": "beer-club-billing-run",
+            "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+        },
+    )
 
 
 class Senders:
@@ -96,97 +118,133 @@ def run(
     now: datetime,
     time_left_ms: Callable[[], float] = no_deadline,
     senders: int = SENDERS,
-    slice_size: int = SLICE,
-    uow_factory: Callable[[], SqlAlchemyUnitOfWork] = SqlAlchemyUnitOfWork,
+    engine: Engine | None = None,
     current: Callable[[], datetime] = clock.now,
     check_every: int = CHECK_EVERY,
+    checkpoint_every: int = CHECKPOINT_EVERY,
 ) -> RunResult:
     """Run (or resume) the billing run of `now`'s day, until done or out of time."""
-    run_date = run_date_for(now)
-    with uow_factory() as uow:
-        runs = SqlAlchemyBillingRunRepository(uow.connection)
-        state = runs.claim(run_date, now, now + LEASE)
-        if state is None:
-            held = runs.get(run_date)
-            finished = held is not None and held.finished_at is not None
-            return RunResult("already finished" if finished else "busy")
-        uow.commit()
-    result = RunResult("paused", last_queued_id=state.last_queued_id, invocations=state.invocations)
-    done = False
+    own = engine is None
+    engine = engine or run_engine()
     try:
-        with ThreadPoolExecutor(max_workers=senders) as pool:
-            sending = Senders(queue, pool, senders)
-            while not done:
-                counts, last, seen, stopped = _slice(
-                    sending,
-                    billing.plan(
-                        uow_factory(),
-                        state.planned_at,
-                        after=result.last_queued_id,
-                        limit=slice_size,
-                    ),
+        return Run(queue, engine, current, senders).go(
+            now, time_left_ms, check_every, checkpoint_every
+        )
+    finally:
+        if own:
+            engine.dispose()
+
+
+class Run:
+    def __init__(
+        self, queue: Any, engine: Engine, current: Callable[[], datetime], senders: int
+    ) -> None:
+        self.queue = queue
+        self.engine = engine
+        self.current = current
+        self.senders = senders
+        self.pending: Counter[str] = Counter()  # planned since the last checkpoint
+        self.batch: list[billing.BillingMessage] = []
+        self.last: str | None = None
+
+    def go(
+        self,
+        now: datetime,
+        time_left_ms: Callable[[], float],
+        check_every: int,
+        checkpoint_every: int,
+    ) -> RunResult:
+        run_date = run_date_for(now)
+        with SqlAlchemyUnitOfWork(self.engine) as uow:
+            runs = SqlAlchemyBillingRunRepository(uow.connection)
+            state = runs.claim(run_date, now, now + LEASE)
+            if state is None:
+                held = runs.get(run_date)
+                finished = held is not None and held.finished_at is not None
+                return RunResult("already finished" if finished else "busy")
+            uow.commit()
+        self.run_date = run_date
+        self.result = RunResult(
+            "paused", last_queued_id=state.last_queued_id, invocations=state.invocations
+        )
+        done = False
+        try:
+            with ThreadPoolExecutor(max_workers=self.senders) as pool:
+                self.sending = Senders(self.queue, pool, self.senders)
+                stopped = self._stream(
+                    state.planned_at,
+                    state.last_queued_id,
                     time_left_ms,
                     check_every,
+                    checkpoint_every,
                 )
-                # Everything of the slice is acknowledged before the checkpoint moves.
-                sending.drain()
-                done = seen < slice_size and not stopped
-                if last is not None:
-                    with uow_factory() as uow:
-                        SqlAlchemyBillingRunRepository(uow.connection).advance(
-                            run_date,
-                            last,
-                            counts["queued"],
-                            seen - counts["queued"],
-                            current(),
-                            current() + LEASE,
-                        )
-                        uow.commit()
-                    result.last_queued_id = last
-                result.counts.update(counts)
-                if stopped:
-                    break
-    finally:
-        with uow_factory() as uow:
-            SqlAlchemyBillingRunRepository(uow.connection).release(run_date, current(), done)
-            uow.commit()
-    result.status = "finished" if done else "paused"
-    return result
+                self._checkpoint()
+                done = not stopped
+        finally:
+            with SqlAlchemyUnitOfWork(self.engine) as tx:
+                SqlAlchemyBillingRunRepository(tx.connection).release(
+                    run_date, self.current(), done
+                )
+                tx.commit()
+        self.result.status = "finished" if done else "paused"
+        return self.result
 
+    def _stream(
+        self,
+        planned_at: datetime,
+        after: str | None,
+        time_left_ms: Callable[[], float],
+        check_every: int,
+        checkpoint_every: int,
+    ) -> bool:
+        """Plan and send from after `after`; True when it stopped for lack of time."""
+        planned = billing.plan(
+            SqlAlchemyUnitOfWork(self.engine), planned_at, after=after, in_order=True
+        )
+        seen = 0
+        try:
+            for item in planned:
+                seen += 1
+                if item.message is None:
+                    self.pending[str(item.settled_as)] += 1
+                else:
+                    self.batch.append(item.message)
+                    if len(self.batch) == BATCH_SIZE:
+                        self._send()
+                self.last = item.subscription_id
+                if seen % check_every == 0 and time_left_ms() < STOP_MARGIN_MS:
+                    return True
+                if seen % checkpoint_every == 0:
+                    self._checkpoint()
+        finally:
+            planned.close()
+        return False
 
-def _slice(
-    sending: Senders,
-    planned: Generator[billing.Planned, None, None],
-    time_left_ms: Callable[[], float],
-    check_every: int,
-) -> tuple[Counter[str], str | None, int, bool]:
-    """Plan one slice and hand its batches to the senders; stops early when time is short."""
-    counts: Counter[str] = Counter()
-    batch: list[billing.BillingMessage] = []
-    last: str | None = None
-    seen = 0
-    stopped = False
-    try:
-        for item in planned:
-            seen += 1
-            last = item.subscription_id
-            if item.message is None:
-                counts[str(item.settled_as)] += 1
-            else:
-                batch.append(item.message)
-                if len(batch) == BATCH_SIZE:
-                    sending.submit(batch)
-                    counts["queued"] += len(batch)
-                    batch = []
-            if seen % check_every == 0 and time_left_ms() < STOP_MARGIN_MS:
-                stopped = True
-                break
-    finally:
-        planned.close()
-    if batch:
-        sending.submit(batch)
-        counts["queued"] += len(batch)
-    return counts, last, seen, stopped
+    def _send(self) -> None:
+        if self.batch:
+            self.sending.submit(self.batch)
+            self.pending["queued"] += len(self.batch)
+            self.batch = []
+
+    def _checkpoint(self) -> None:
+        """Send what is left, wait for SQS to acknowledge everything, then commit."""
+        self._send()
+        self.sending.drain()
+        if self.last is None or self.last == self.result.last_queued_id:
+            return
+        with SqlAlchemyUnitOfWork(self.engine) as tx:
+            SqlAlchemyBillingRunRepository(tx.connection).advance(
+                self.run_date,
+                self.last,
+                self.pending["queued"],
+                sum(self.pending.values()) - self.pending["queued"],
+                self.current(),
+                self.current() + LEASE,
+            )
+            tx.commit()
+        self.result.last_queued_id = self.last
+        self.result.counts.update(self.pending)
+        self.pending.clear()
 
 
 def _time_left(context: Any) -> Callable[[], float]:

@@ -26,7 +26,7 @@ class SqlAlchemyBillingRepository:
         club_statuses: Iterable[int],
         chunk: int,
         after: str | None = None,
-        limit: int | None = None,
+        in_order: bool = False,
     ) -> Iterator[list[Candidate]]:
         eligible = eligible_select(at, club_statuses).subquery()
         stmt = (
@@ -41,11 +41,11 @@ class SqlAlchemyBillingRepository:
             # A server-side cursor: PostgreSQL sends `chunk` rows at a time.
             .execution_options(stream_results=True, yield_per=chunk)
         )
-        if after is not None or limit is not None:
-            # A slice of the billing run, in id order: it resumes after its checkpoint.
-            if after is not None:
+        if in_order or after:
+            # The billing run's order: it resumes after its checkpoint.
+            if after:
                 stmt = stmt.where(eligible.c.id > after)
-            stmt = stmt.order_by(eligible.c.id).limit(limit)
+            stmt = stmt.order_by(eligible.c.id)
         result = self.connection.execute(stmt)
         try:
             for rows in result.partitions():

@@ -125,3 +125,7 @@ def logs():
     lines.text = buffer.getvalue
     yield lines
     handler.setStream(previous)
+
+
+# `serverless package` once per session (tests/deploy, the smoke test of the bundle).
+from tests.packaging import deployed, deployed_template, packages  # noqa: E402, F401

@@ -13,7 +13,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from tests.deploy.conftest import DEPLOYED_ARCH, LOCAL_ARCH
+from tests.packaging import DEPLOYED_ARCH, LOCAL_ARCH
 
 # ELF e_machine values (offset 18, little endian).
 ELF_MACHINE = {"x86_64": 0x3E, "arm64": 0xB7}

@@ -16,6 +16,12 @@ API_GATEWAY_TIMEOUT_S = 29
 IGNORED_CHECKS = ("E2533",)
 
 
+@pytest.fixture
+def template(deployed_template) -> dict:
+    """The arm64 stage's template, packaged once per session (tests/packaging.py)."""
+    return deployed_template
+
+
 def resources(template: dict, kind: str) -> dict[str, dict]:
     return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
 

@@ -76,8 +76,8 @@ def test_a_run_cut_off_by_its_deadline_resumes_after_its_checkpoint_without_dupl
     now(NOW)
     subs = members(db, 95)
     queue = FakeQueue()
-    # When the first invocation runs out of time after 30 subscriptions (slices of 20)
-    first = billing_run.run(queue, NOW, Deadline(30), slice_size=20, check_every=1)
+    # When the first invocation runs out of time after 30 subscriptions (a checkpoint every 20)
+    first = billing_run.run(queue, NOW, Deadline(30), checkpoint_every=20, check_every=1)
     # Then it stopped, with everything up to its checkpoint queued and nothing after it
     assert first.status == "paused"
     state = checkpoint(db)
@@ -87,7 +87,7 @@ def test_a_run_cut_off_by_its_deadline_resumes_after_its_checkpoint_without_dupl
     assert state["finished_at"] is None
     # When the next schedule tick, 15 minutes later, invokes the run again
     later = now(NOW + timedelta(minutes=15))
-    second = billing_run.run(queue, later, slice_size=20, check_every=1)
+    second = billing_run.run(queue, later, checkpoint_every=20, check_every=1)
     # Then it resumed after the checkpoint, planned with the first invocation's instant,
     # and every due member was queued exactly once
     assert second.status == "finished"
@@ -132,10 +132,10 @@ def test_a_batch_sqs_refused_keeps_the_checkpoint_before_it_and_the_retry_sends_
     now(NOW)
     subs = members(db, 60)
     queue = FakeQueue(fail_batch=4)
-    # When the run sends slices of 20 (two batches each)
+    # When the run checkpoints every 20 (two batches)
     with pytest.raises(QueueSendFailed):
-        billing_run.run(queue, NOW, slice_size=20, senders=1)
-    # Then the checkpoint stayed at the end of the last slice SQS acknowledged in full,
+        billing_run.run(queue, NOW, checkpoint_every=20, senders=1)
+    # Then the checkpoint stayed at the last point SQS had acknowledged everything before,
     # and the run was released for the next tick
     state = checkpoint(db)
     assert state["last_queued_id"] == subs[19]
@@ -143,8 +143,9 @@ def test_a_batch_sqs_refused_keeps_the_checkpoint_before_it_and_the_retry_sends_
     assert state["finished_at"] is None
     # When the next tick resumes
     queue.fail_batch = None
-    assert billing_run.run(queue, NOW + timedelta(minutes=15), slice_size=20).status == "finished"
-    # Then every member was queued, and only members of the failed slice more than once
+    resumed = billing_run.run(queue, NOW + timedelta(minutes=15), checkpoint_every=20)
+    assert resumed.status == "finished"
+    # Then every member was queued, and only members after that checkpoint more than once
     counts = Counter(queue.sent)
     assert set(counts) == set(subs)
     assert {s for s, n in counts.items() if n > 1} <= set(subs[20:40])

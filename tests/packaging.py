@@ -1,6 +1,8 @@
 """`serverless package`, once per session, for the deployed architecture (arm64) and for
 the machine the tests run on, each in a copy of the service holding only what is packaged
-(fast, and the worktree's own .serverless/ is left alone)."""
+(fast, and the worktree's own .serverless/ is left alone). API keys are on, as in
+staging and prod. The fixtures are registered in tests/conftest.py (tests/deploy and the
+smoke test use them)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 SERVICE = "beer-club-subscriptions"
 DEPLOYED_ARCH = "arm64"
 LOCAL_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}[
@@ -69,6 +71,8 @@ def packages(tmp_path_factory) -> dict[str, Packaged]:
     }
     for name in ("DATABASE_SECRET_ID", "ALARM_EMAIL", "DATABASE_HOST"):
         env.pop(name, None)
+    for name in [k for k in env if k.startswith("AWS_")]:
+        env.pop(name)  # packaging needs nothing from AWS
     running = {}
     for arch in sorted({DEPLOYED_ARCH, LOCAL_ARCH}):
         service = base / f"service-{arch}"
@@ -81,6 +85,8 @@ def packages(tmp_path_factory) -> dict[str, Packaged]:
                     "package",
                     "--param",
                     f"architecture={arch}",
+                    "--param",
+                    "privateApi=true",
                     "--package",
                     str(base / arch),
                 ],
@@ -109,5 +115,5 @@ def deployed(packages) -> Packaged:
 
 
 @pytest.fixture(scope="session")
-def template(deployed) -> dict:
+def deployed_template(deployed) -> dict:
     return deployed.template
