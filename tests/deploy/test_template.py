@@ -247,6 +247,13 @@ def test_timeouts_are_ordered(template):
     # The worker keeps one record's worst case in hand, and still has room for several.
     margin_s = record_margin_ms(load(env(worker))) / 1000
     assert 3 * margin_s < worker["Properties"]["Timeout"]
+    # The run's own statement timeout, and its stop margin, fit inside its timeout.
+    from handlers import billing_run
+
+    run_timeout_s = every["BillingRun"]["Properties"]["Timeout"]
+    run_needs_s = (billing_run.STATEMENT_TIMEOUT_MS + billing_run.STOP_MARGIN_MS) / 1000
+    assert run_needs_s < run_timeout_s
+    assert billing_run.LEASE.total_seconds() > run_timeout_s
 
 
 def test_the_stage_is_throttled_keyless_routes_more_and_access_logs_are_written(template):
