@@ -62,9 +62,14 @@ class Hardening {
         if (!lambda.DependsOn.length) delete lambda.DependsOn;
       }
     }
-    const shared = JSON.stringify({ 'Fn::GetAtt': [SHARED_ROLE, 'Arn'] });
+    // Kept while anything still names it (a function, a policy attached to it).
+    const references = [
+      JSON.stringify({ 'Fn::GetAtt': [SHARED_ROLE, 'Arn'] }),
+      JSON.stringify({ Ref: SHARED_ROLE }),
+    ];
     const usesShared = Object.entries(this.resources).some(
-      ([id, resource]) => id !== SHARED_ROLE && JSON.stringify(resource).includes(shared)
+      ([id, resource]) =>
+        id !== SHARED_ROLE && references.some((ref) => JSON.stringify(resource).includes(ref))
     );
     if (!usesShared) delete this.resources[SHARED_ROLE];
     this.stageSettings(naming);

@@ -50,7 +50,7 @@ def test_every_handler_imports_from_the_artifact_alone(packages, tmp_path):
         zipped.extractall(unpacked)
     runtime = runtime_stand_in(tmp_path / "runtime")
     names = handlers(local.template)
-    assert len(names) == 8
+    assert len(names) >= 8
     # When a Python without site-packages imports every handler from it
     probe = (
         "import importlib, json, sys\n"
