@@ -41,11 +41,16 @@ class HttpEcommerce:
         secret: Callable[[], str],
         timeout_seconds: float,
         session: requests.Session | None = None,
+        connect_timeout_seconds: float | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self._secret = secret
-        self.timeout = timeout_seconds
+        # Separate limits: a platform that does not accept the connection is given up on
+        # quickly (nothing was sent), one that is working on the order gets the read time.
+        self.read_timeout = timeout_seconds
+        self.connect_timeout = connect_timeout_seconds or timeout_seconds
+        self.timeout = (self.connect_timeout, self.read_timeout)
         self.session = session or new_session()
 
     def place_order(
@@ -69,12 +74,13 @@ class HttpEcommerce:
             )
         except requests.ConnectTimeout:
             raise PlatformTimeout(
-                f"the e-commerce platform did not accept a connection within {self.timeout:g}s",
+                "the e-commerce platform did not accept a connection within "
+                f"{self.connect_timeout:g}s",
                 sent=False,
             ) from None
         except requests.Timeout:
             raise PlatformTimeout(
-                f"the e-commerce platform did not answer within {self.timeout:g}s"
+                f"the e-commerce platform did not answer within {self.read_timeout:g}s"
             ) from None
         except requests.ConnectionError as exc:
             if _never_sent(exc):

@@ -250,6 +250,11 @@ def main(argv: list[str] | None = None) -> int:
             {k: v for k, v in promo_result.items() if k not in ("one_unit", "thousand_units")}
         )
     )
+    log("billing run")
+    from bench import billing_run
+
+    billing = billing_run.measure(biggest.url, ROOT)
+    log(json.dumps(billing))
     run = {
         "machine": report.machine(),
         "postgres": postgres_version(biggest.url),
@@ -261,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         "coldstart": cold,
         "charges": charge_result,
         "promos": promo_result,
+        "billing_run": billing,
         "finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M"),
         "total_seconds": time.perf_counter() - started,
     }

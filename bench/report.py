@@ -203,6 +203,10 @@ def markdown(run: dict) -> tuple[str, dict[str, bool]]:
         promo_lines, promo_goals = promos.markdown(run["promos"])
         lines += promo_lines
         goals.update(promo_goals)
+    if "billing_run" in run:  # issue 13: the daily run at scale
+        from bench.billing_run import report_lines
+
+        lines += report_lines(run["billing_run"], big["size"], goals)
     lines += [
         "",
         "## Charge overhead",

@@ -87,16 +87,30 @@ def _problems(exc: ValidationError) -> str:
     )
 
 
-def url_from_secret(secret: object, name: str) -> str:
-    """A database secret in either format: the challenge's `db_*` keys or RDS's."""
+def url_from_secret(
+    secret: object,
+    name: str,
+    host: str | None = None,
+    port: int | None = None,
+    database: str | None = None,
+) -> str:
+    """A database secret in either format: the challenge's `db_*` keys or RDS's.
+
+    `host`, `port` and `database` (DATABASE_HOST/PORT/NAME: RDS Proxy's endpoint) win over
+    the secret's: an RDS-managed secret holds only the user name and the password.
+    """
     if isinstance(secret, dict) and "db_user" in secret:
+        overrides = {"db_host": host, "db_port": port, "db_name": database}
         try:
-            return DatabaseConfig.model_validate(secret).url()
+            config = DatabaseConfig.model_validate(secret)
+            return config.model_copy(
+                update={k: v for k, v in overrides.items() if v is not None}
+            ).url()
         except ValidationError as exc:
             raise SettingsError(f"the secret {name} is not usable: {_problems(exc)}") from None
     if isinstance(secret, dict) and "username" in secret:
         try:
-            return url_from_rds_secret(secret)
+            return url_from_rds_secret(secret, host, port, database)
         except (TypeError, ValueError) as exc:
             raise SettingsError(f"the secret {name} is not usable: {type(exc).__name__}") from None
     raise SettingsError(
@@ -104,15 +118,24 @@ def url_from_secret(secret: object, name: str) -> str:
     )
 
 
-def url_from_rds_secret(secret: dict[str, Any]) -> str:
-    """An RDS-style secret (username, password, host, port, dbname) as a SQLAlchemy URL."""
+def url_from_rds_secret(
+    secret: dict[str, Any],
+    host: str | None = None,
+    port: int | None = None,
+    database: str | None = None,
+) -> str:
+    """An RDS-style secret (username, password, host, port, dbname) as a SQLAlchemy URL.
+
+    `host`, `port` and `database` (DATABASE_HOST/PORT/NAME: RDS Proxy's endpoint) win over
+    the secret's: an RDS-managed secret holds only the user name and the password.
+    """
     return URL.create(
         drivername="postgresql+psycopg2",
         username=secret["username"],
         password=secret.get("password"),
-        host=secret.get("host"),
-        port=int(secret.get("port") or 5432),
-        database=secret.get("dbname") or secret.get("dbName") or "postgres",
+        host=host or secret.get("host"),
+        port=int(port or secret.get("port") or 5432),
+        database=database or secret.get("dbname") or secret.get("dbName") or "postgres",
     ).render_as_string(hide_password=False)
 
 
@@ -135,6 +158,11 @@ class Settings(BaseModel):
     aws_lambda_function_name: str | None = None
     aws_region: str | None = None
     aws_default_region: str | None = None
+    database_host: str | None = Field(
+        default=None, description="with DATABASE_SECRET_ID: the host to connect to (RDS Proxy)"
+    )
+    database_port: int | None = Field(default=None, ge=1, le=65535)
+    database_name: str | None = None
     db_pool_size: int = Field(default=1, ge=1, le=50)
     db_max_overflow: int = Field(default=1, ge=0, le=50)
     db_statement_timeout_ms: int = Field(default=20_000, ge=0)
@@ -149,7 +177,12 @@ class Settings(BaseModel):
     ecomm_api_secret_id: str | None = Field(
         default=None, description="Secrets Manager id or SSM parameter name holding the secret"
     )
-    ecomm_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    ecomm_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=60, description="read timeout of a platform call"
+    )
+    ecomm_connect_timeout_seconds: float = Field(
+        default=3.05, gt=0, le=60, description="connect timeout of a platform call"
+    )
     charge_pending_timeout_seconds: int = Field(default=60, ge=1)
     billing_queue_url: str | None = Field(
         default=None, description="the SQS queue the billing run sends one message per charge to"
@@ -231,7 +264,10 @@ class Settings(BaseModel):
         # Imported here: boto3 is paid for only by a container that reads a secret.
         from adapters import secrets
 
-        return url_from_secret(secrets.database_secret(name, self.region(), refresh), name)
+        secret = secrets.database_secret(name, self.region(), refresh)
+        return url_from_secret(
+            secret, name, self.database_host, self.database_port, self.database_name
+        )
 
 
 def _log_fallback(scope: str, reason: str) -> None:

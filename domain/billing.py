@@ -105,16 +105,25 @@ class Planned:
 
     message: BillingMessage | None
     settled_as: ChargeState | None = None
+    subscription_id: str | None = None
 
 
-def plan(uow: UnitOfWork, now: datetime, chunk: int = 1000) -> Iterator[Planned]:
+def plan(
+    uow: UnitOfWork,
+    now: datetime,
+    chunk: int = 1000,
+    after: str | None = None,
+    in_order: bool = False,
+) -> Iterator[Planned]:
     """Stream every eligible subscription with what its current period still needs.
 
     The eligible set comes from a server-side cursor, `chunk` rows at a time, and the
     ledger is read once per chunk: memory stays bounded by the chunk, not the set.
+    `in_order`: by subscription id, from after `after` (the run's checkpoint).
     """
     with uow:
-        for rows in uow.billing.eligible(now, SHIPPING_CLUB_STATUSES, chunk):
+        ordered = {"after": after, "in_order": True} if in_order or after else {}
+        for rows in uow.billing.eligible(now, SHIPPING_CLUB_STATUSES, chunk, **ordered):
             periods = [
                 (row.subscription_id, schedules.period_for(row.schedule, now, row.started).key)
                 for row in rows
@@ -123,11 +132,13 @@ def plan(uow: UnitOfWork, now: datetime, chunk: int = 1000) -> Iterator[Planned]
             for subscription_id, period in periods:
                 recorded = ledger.get((subscription_id, period))
                 if recorded is not None and recorded.state in SETTLED:
-                    yield Planned(None, recorded.state)
+                    yield Planned(None, recorded.state, subscription_id)
                     continue
                 failed = recorded.attempts if recorded and recorded.state == FAILED else 0
                 request_id = request_id_for(subscription_id, period, failed)
-                yield Planned(BillingMessage(subscription_id, period, request_id))
+                yield Planned(
+                    BillingMessage(subscription_id, period, request_id), None, subscription_id
+                )
 
 
 def eligible_count(uow: UnitOfWork, now: datetime) -> int:

@@ -123,9 +123,15 @@ class AuditRepository(Protocol):
 
 class BillingRepository(Protocol):
     def eligible(
-        self, at: datetime, club_statuses: Iterable[int], chunk: int
+        self,
+        at: datetime,
+        club_statuses: Iterable[int],
+        chunk: int,
+        after: str | None = None,
+        in_order: bool = False,
     ) -> Iterator[list[Candidate]]:
-        """Eligible subscriptions with their schedule, streamed `chunk` rows at a time."""
+        """Eligible subscriptions with their schedule, streamed `chunk` rows at a time
+        (`in_order`: by id, after `after`)."""
         ...
 
     def count_eligible(self, at: datetime, club_statuses: Iterable[int]) -> int: ...

@@ -5,6 +5,11 @@ unreachable, timeout), is reported as a batch item failure: SQS delivers it agai
 the visibility timeout, and after maxReceiveCount moves it to the dead-letter queue.
 Everything else is processed: charged, already charged, not eligible, refused by the
 platform (a 4xx, retried by later runs inside the retry window) or cancelled.
+
+Before each record the worker checks the time left: when it could not finish one more
+(a platform call at its connect and read timeouts, plus the database), the record is not
+started and is handed back as a batch item failure, like every record after it, instead
+of being cut off by the function's timeout with the whole batch.
 """
 
 from __future__ import annotations
@@ -51,7 +56,29 @@ def settle_one(message: billing.BillingMessage) -> billing.Outcome:
     )
 
 
-def record_handler(record: SQSRecord) -> str:
+class NoTimeLeft(RuntimeError):
+    """Not started: too little time left in this invocation; SQS delivers it again."""
+
+
+def record_margin_ms(config: settings.Settings) -> int:
+    """The time one record may take at worst: the platform call's connect and read
+    timeouts, and the database's statement timeout for the writes around it."""
+    platform_s = config.ecomm_connect_timeout_seconds + config.ecomm_timeout_seconds
+    return int(platform_s * 1000) + config.db_statement_timeout_ms
+
+
+def record_handler(record: SQSRecord, lambda_context: Any = None) -> str:
+    remaining = getattr(lambda_context, "get_remaining_time_in_millis", None)
+    if remaining is not None:
+        left = remaining()
+        if left < record_margin_ms(settings.get()):
+            logger.info(
+                "billing message handed back: too little time left",
+                message_id=record.message_id,
+                remaining_ms=left,
+            )
+            metrics.add_metric(name="BillingHandedBack", unit=MetricUnit.Count, value=1)
+            raise NoTimeLeft(f"{left} ms left")
     message = billing.BillingMessage.from_dict(orjson.loads(record.body))
     try:
         outcome = settle_one(message)

@@ -1,58 +1,258 @@
-"""The scheduled billing run (EventBridge, daily): one SQS message per subscription due.
+"""The scheduled billing run (EventBridge): one SQS message per subscription due.
 
 Streams the eligible subscriptions whose current period has no successful charge yet and
-queues one message each, ten per SendMessageBatch; `handlers/billing_charge.py` charges
-them. Running it twice the same day is harmless: the ledger keeps each period once.
+queues one message each, ten per SendMessageBatch, several batches in flight at once;
+`handlers/billing_charge.py` charges them.
+
+It is built to be cut off and resumed, never restarted from the top:
+- the run of a day streams the eligible set in subscription id order (one server-side
+  cursor); every CHECKPOINT_EVERY subscriptions it waits until SQS acknowledged every
+  message so far and commits the checkpoint `last_queued_id` on a second connection
+  (table billing_run, domain/billing_runs.py);
+- it watches the time left and stops a minute before the function's timeout; the next
+  invocation (the schedule fires every 15 minutes in the run's window) resumes after the
+  checkpoint, with the same planning instant;
+- one invocation at a time holds the run (a lease); a finished run is not run again that
+  day, so a retry or a second schedule tick queues nothing twice.
+A message can be queued twice only when an invocation dies between SQS's acknowledgement
+and the checkpoint (at most CHECKPOINT_EVERY); the ledger charges a period once whatever
+the number of messages (`billing.settle`), so that costs a no-op delivery, never a charge.
 """
 
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
+from sqlalchemy import Engine, create_engine
 
 from adapters.billing_queue import BATCH_SIZE, SqsBillingQueue
 from common import clock, settings
 from common.observability import logger, metrics
 from domain import audit, billing, club_change_model, club_changes
+from domain.billing_runs import run_date_for
+from repositories.billing_runs import SqlAlchemyBillingRunRepository
 from repositories.unit_of_work import SqlAlchemyUnitOfWork
 
 SENDERS = 8
+# Subscriptions planned between two checkpoints.
+CHECKPOINT_EVERY = 20_000
+# Stop planning when less than this is left of the invocation: time to drain the batches
+# in flight and commit the checkpoint.
+STOP_MARGIN_MS = 60_000
+# Longer than the function's timeout (900 s): a dead invocation's lease runs out before
+# the next-but-one schedule tick.
+LEASE = timedelta(minutes=16)
+# Between two looks at the time left.
+CHECK_EVERY = 1000
+# The run's own statement timeout: the sorted eligible set of a million subscriptions is
+# one statement (its first FETCH), longer than the API's DB_STATEMENT_TIMEOUT_MS allows;
+# still well inside the function's 900 s.
+STATEMENT_TIMEOUT_MS = 300_000
 
 
-def queue_due(queue: SqsBillingQueue, senders: int = SENDERS) -> Counter[str]:
-    """Queue every due subscription; several SendMessageBatch calls are in flight at once
-    (a million subscriptions are 100,000 calls), but never more than a few batches are
-    held in memory."""
-    counts: Counter[str] = Counter()
-    in_flight: deque[Future[None]] = deque()
-    batch: list[billing.BillingMessage] = []
-    with ThreadPoolExecutor(max_workers=senders) as pool:
+def run_engine() -> Engine:
+    """Two connections for the run: the stream, and the checkpoints committed beside it."""
+    config = settings.get()
+    return create_engine(
+        config.resolved_database_url(),
+        pool_size=2,
+        max_overflow=0,
+        pool_pre_ping=True,
+        connect_args={
+            "connect_timeout": 5,
+            "application_name": "beer-club-billing-run",
+            "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+        },
+    )
 
-        def send(messages: list[billing.BillingMessage]) -> None:
-            in_flight.append(pool.submit(queue.send, messages))
-            counts["queued"] += len(messages)
-            while len(in_flight) >= 2 * senders:
-                in_flight.popleft().result()
 
-        now = clock.now()
-        # Club-change hook: record changes whose instant passed, cancel interfered ones.
+class Senders:
+    """SendMessageBatch calls in flight on a thread pool, at most 2 x `senders` held."""
+
+    def __init__(self, queue: Any, pool: ThreadPoolExecutor, senders: int) -> None:
+        self.queue = queue
+        self.pool = pool
+        self.limit = 2 * senders
+        self.in_flight: deque[Future[None]] = deque()
+
+    def submit(self, messages: list[billing.BillingMessage]) -> None:
+        self.in_flight.append(self.pool.submit(self.queue.send, messages))
+        while len(self.in_flight) >= self.limit:
+            self.in_flight.popleft().result()
+
+    def drain(self) -> None:
+        """Wait for every batch; the first failure is raised once all have ended."""
+        failure: BaseException | None = None
+        while self.in_flight:
+            try:
+                self.in_flight.popleft().result()
+            except Exception as exc:  # re-raised below, after the others
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+
+
+@dataclass
+class RunResult:
+    status: str  # finished | paused | busy | already finished
+    counts: Counter[str] = field(default_factory=Counter)
+    last_queued_id: str | None = None
+    invocations: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        return {"status": self.status, **self.counts}
+
+
+def no_deadline() -> float:
+    return float("inf")
+
+
+def run(
+    queue: Any,
+    now: datetime,
+    time_left_ms: Callable[[], float] = no_deadline,
+    senders: int = SENDERS,
+    engine: Engine | None = None,
+    current: Callable[[], datetime] = clock.now,
+    check_every: int = CHECK_EVERY,
+    checkpoint_every: int = CHECKPOINT_EVERY,
+) -> RunResult:
+    """Run (or resume) the billing run of `now`'s day, until done or out of time."""
+    own = engine is None
+    engine = engine or run_engine()
+    try:
+        return Run(queue, engine, current, senders).go(
+            now, time_left_ms, check_every, checkpoint_every
+        )
+    finally:
+        if own:
+            engine.dispose()
+
+
+class Run:
+    def __init__(
+        self, queue: Any, engine: Engine, current: Callable[[], datetime], senders: int
+    ) -> None:
+        self.queue = queue
+        self.engine = engine
+        self.current = current
+        self.senders = senders
+        self.pending: Counter[str] = Counter()  # planned since the last checkpoint
+        self.batch: list[billing.BillingMessage] = []
+        self.last: str | None = None
+
+    def go(
+        self,
+        now: datetime,
+        time_left_ms: Callable[[], float],
+        check_every: int,
+        checkpoint_every: int,
+    ) -> RunResult:
+        run_date = run_date_for(now)
+        with SqlAlchemyUnitOfWork(self.engine) as uow:
+            runs = SqlAlchemyBillingRunRepository(uow.connection)
+            state = runs.claim(run_date, now, now + LEASE)
+            if state is None:
+                held = runs.get(run_date)
+                finished = held is not None and held.finished_at is not None
+                return RunResult("already finished" if finished else "busy")
+            uow.commit()
+        # Club-change hook: record changes whose instant passed, cancel interfered ones,
+        # before planning (idempotent, so every invocation of the day may do it).
         sweep_club_changes(now)
-        for planned in billing.plan(SqlAlchemyUnitOfWork(), now):
-            if planned.message is None:
-                counts[str(planned.settled_as)] += 1
-                continue
-            batch.append(planned.message)
-            if len(batch) == BATCH_SIZE:
-                send(batch)
-                batch = []
-        if batch:
-            send(batch)
-        while in_flight:
-            in_flight.popleft().result()
-    return counts
+        self.run_date = run_date
+        self.result = RunResult(
+            "paused", last_queued_id=state.last_queued_id, invocations=state.invocations
+        )
+        done = False
+        try:
+            with ThreadPoolExecutor(max_workers=self.senders) as pool:
+                self.sending = Senders(self.queue, pool, self.senders)
+                stopped = self._stream(
+                    state.planned_at,
+                    state.last_queued_id,
+                    time_left_ms,
+                    check_every,
+                    checkpoint_every,
+                )
+                self._checkpoint()
+                done = not stopped
+        finally:
+            with SqlAlchemyUnitOfWork(self.engine) as tx:
+                SqlAlchemyBillingRunRepository(tx.connection).release(
+                    run_date, self.current(), done
+                )
+                tx.commit()
+        self.result.status = "finished" if done else "paused"
+        return self.result
+
+    def _stream(
+        self,
+        planned_at: datetime,
+        after: str | None,
+        time_left_ms: Callable[[], float],
+        check_every: int,
+        checkpoint_every: int,
+    ) -> bool:
+        """Plan and send from after `after`; True when it stopped for lack of time."""
+        planned = billing.plan(
+            SqlAlchemyUnitOfWork(self.engine), planned_at, after=after, in_order=True
+        )
+        seen = 0
+        try:
+            for item in planned:
+                seen += 1
+                if item.message is None:
+                    self.pending[str(item.settled_as)] += 1
+                else:
+                    self.batch.append(item.message)
+                    if len(self.batch) == BATCH_SIZE:
+                        self._send()
+                self.last = item.subscription_id
+                if seen % check_every == 0 and time_left_ms() < STOP_MARGIN_MS:
+                    return True
+                if seen % checkpoint_every == 0:
+                    self._checkpoint()
+        finally:
+            planned.close()
+        return False
+
+    def _send(self) -> None:
+        if self.batch:
+            self.sending.submit(self.batch)
+            self.pending["queued"] += len(self.batch)
+            self.batch = []
+
+    def _checkpoint(self) -> None:
+        """Send what is left, wait for SQS to acknowledge everything, then commit."""
+        self._send()
+        self.sending.drain()
+        if self.last is None or self.last == self.result.last_queued_id:
+            return
+        with SqlAlchemyUnitOfWork(self.engine) as tx:
+            SqlAlchemyBillingRunRepository(tx.connection).advance(
+                self.run_date,
+                self.last,
+                self.pending["queued"],
+                sum(self.pending.values()) - self.pending["queued"],
+                self.current(),
+                self.current() + LEASE,
+            )
+            tx.commit()
+        self.result.last_queued_id = self.last
+        self.result.counts.update(self.pending)
+        self.pending.clear()
+
+
+def _time_left(context: Any) -> Callable[[], float]:
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    return remaining if remaining is not None else no_deadline
 
 
 def sweep_club_changes(now) -> club_change_model.SweepReport:
@@ -83,11 +283,18 @@ def sweep_club_changes(now) -> club_change_model.SweepReport:
 
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
-def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, int]:
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     config = settings.get()
     if not config.billing_queue_url:
         raise RuntimeError("BILLING_QUEUE_URL is not configured")
-    counts = queue_due(SqsBillingQueue(config.billing_queue_url))
-    logger.info("billing run queued", **counts)
-    metrics.add_metric(name="BillingQueued", unit=MetricUnit.Count, value=counts["queued"])
-    return dict(counts)
+    result = run(SqsBillingQueue(config.billing_queue_url), clock.now(), _time_left(context))
+    logger.info(
+        "billing run " + result.status,
+        last_queued_id=result.last_queued_id,
+        invocation=result.invocations,
+        **result.counts,
+    )
+    metrics.add_metric(name="BillingQueued", unit=MetricUnit.Count, value=result.counts["queued"])
+    if result.status == "paused":
+        metrics.add_metric(name="BillingRunPaused", unit=MetricUnit.Count, value=1)
+    return result.summary()

@@ -25,6 +25,7 @@ def platform() -> HttpEcommerce:
         config.ecomm_api_key,
         lambda: secrets.ecomm_api_secret(config),
         config.ecomm_timeout_seconds,
+        connect_timeout_seconds=config.ecomm_connect_timeout_seconds,
     )
 
 

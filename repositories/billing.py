@@ -21,7 +21,12 @@ class SqlAlchemyBillingRepository:
         self.connection = connection
 
     def eligible(
-        self, at: datetime, club_statuses: Iterable[int], chunk: int
+        self,
+        at: datetime,
+        club_statuses: Iterable[int],
+        chunk: int,
+        after: str | None = None,
+        in_order: bool = False,
     ) -> Iterator[list[Candidate]]:
         eligible = eligible_select(at, club_statuses).subquery()
         stmt = (
@@ -36,6 +41,11 @@ class SqlAlchemyBillingRepository:
             # A server-side cursor: PostgreSQL sends `chunk` rows at a time.
             .execution_options(stream_results=True, yield_per=chunk)
         )
+        if in_order or after:
+            # The billing run's order: it resumes after its checkpoint.
+            if after:
+                stmt = stmt.where(eligible.c.id > after)
+            stmt = stmt.order_by(eligible.c.id)
         result = self.connection.execute(stmt)
         try:
             for rows in result.partitions():

@@ -26,6 +26,8 @@ APP_TABLES = (
     "billing_schedule, charge_refund, webhook_event, card_unavailable, billing_audit, "
     "subscription_current_status, subscription_status_dirty"
     ", club_change"
+    # the billing run's checkpoint (revision 0013)
+    ", billing_run"
 )
 # Flash promos.
 APP_TABLES += (
@@ -129,3 +131,7 @@ def logs():
     lines.text = buffer.getvalue
     yield lines
     handler.setStream(previous)
+
+
+# `serverless package` once per session (tests/deploy, the smoke test of the bundle).
+from tests.packaging import deployed, deployed_template, packages  # noqa: E402, F401

@@ -140,9 +140,10 @@ def test_the_schedule_rule_of_serverless_yml_is_a_valid_daily_eventbridge_rule(a
     events = boto3.client("events")
     events.put_rule(Name="billing-run", ScheduleExpression=schedule["rate"], State="ENABLED")
     rule = events.describe_rule(Name="billing-run")
-    # Then it is enabled and fires once a day
+    # Then it is enabled and fires from 06:00 UTC, every 15 minutes until 09:45 (the
+    # first tick starts the day's run, the later ones resume it if it paused)
     assert rule["State"] == "ENABLED"
-    assert rule["ScheduleExpression"] == "cron(0 6 * * ? *)"
+    assert rule["ScheduleExpression"] == "cron(0/15 6-9 * * ? *)"
     # And the worker reads the queue in batches of ten, reporting partial failures
     sqs_source = functions["billingCharge"]["events"][0]["sqs"]
     assert (sqs_source["batchSize"], sqs_source["functionResponseType"]) == (
@@ -162,7 +163,7 @@ def test_a_scheduled_run_charges_every_due_subscription_exactly_once(db, now, aw
     # Then one message per due subscription was queued, with deterministic request ids
     messages = receive(aws)
     bodies = [json.loads(m["Body"]) for m in messages]
-    assert counts == {"queued": 22, "succeeded": 1}
+    assert counts == {"status": "finished", "queued": 22, "succeeded": 1}
     assert sorted(b["subscription_id"] for b in bodies) == subs[1:]
     assert cancelled not in {b["subscription_id"] for b in bodies}
     assert all(
@@ -177,8 +178,11 @@ def test_a_scheduled_run_charges_every_due_subscription_exactly_once(db, now, aw
     assert len(platform.orders) == 22
     assert {o["request_id"] for o in platform.orders} == {b["request_id"] for b in bodies}
     assert builders.count(db, "charge", "state = 'succeeded'") == 23
-    # And a second run the same day queues nothing
-    assert billing_run.lambda_handler(schedule_event(), LambdaContext()) == {"succeeded": 23}
+    # And a second run the same day queues nothing: the day's run is finished
+    assert billing_run.lambda_handler(schedule_event(), LambdaContext()) == {
+        "status": "already finished"
+    }
+    assert receive(aws) == []
 
 
 def test_platform_failures_are_reported_as_batch_item_failures_and_end_in_the_dlq(
@@ -260,3 +264,33 @@ def builders_charge_succeeded(db, sub: str, period: str) -> None:
             ),
             {"s": sub, "p": period, "n": NOW},
         )
+
+
+class ShrinkingContext(LambdaContext):
+    """A Lambda context whose time left drops below one record's margin after `records`."""
+
+    def __init__(self, records: int) -> None:
+        self.looks = 0
+        self.records = records
+
+    def get_remaining_time_in_millis(self) -> int:
+        self.looks += 1
+        return 100_000 if self.looks <= self.records else 20_000
+
+
+def test_the_worker_hands_back_the_records_it_has_no_time_for(db, now, aws, platform):
+    # Given a batch of ten due members, and time for only three records in the invocation
+    now(NOW)
+    subs = members(db, 10)
+    billing_run.lambda_handler(schedule_event(), LambdaContext())
+    messages = sorted(receive(aws), key=lambda m: json.loads(m["Body"])["subscription_id"])
+    assert len(messages) == 10
+    # When the worker gets the batch
+    response = billing_charge.lambda_handler(sqs_event(messages), ShrinkingContext(3))
+    # Then the first three were charged, the other seven handed back untouched
+    assert sorted(f["itemIdentifier"] for f in response["batchItemFailures"]) == sorted(
+        m["MessageId"] for m in messages[3:]
+    )
+    assert len(platform.orders) == 3
+    assert builders.count(db, "charge", "subscription_id IN :s", s=tuple(subs[:3])) == 3
+    assert builders.count(db, "charge") == 3
