@@ -166,21 +166,25 @@ def test_the_database_secret_key_is_usable_only_through_secrets_manager_for_that
                 assert "kms:EncryptionContext:SecretARN" in condition["StringLike"], name
 
 
-def test_the_worker_scales_by_its_event_source_not_by_reserved_concurrency(template):
-    (mapping,) = resources(template, "AWS::Lambda::EventSourceMapping").values()
-    worker = functions(template)["BillingCharge"]["Properties"]
-    queue = template["Resources"]["BillingQueue"]["Properties"]
-    props = mapping["Properties"]
-    assert 2 <= props["ScalingConfig"]["MaximumConcurrency"] <= 50
-    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    assert "ReservedConcurrentExecutions" not in worker
-    # AWS: visibility timeout >= 6 x the function's timeout + the batching window,
-    # maxReceiveCount >= 5.
-    assert (
-        queue["VisibilityTimeout"]
-        >= 6 * worker["Timeout"] + props["MaximumBatchingWindowInSeconds"]
-    )
-    assert queue["RedrivePolicy"]["maxReceiveCount"] >= 5
+def test_the_workers_scale_by_their_event_source_not_by_reserved_concurrency(template):
+    mappings = resources(template, "AWS::Lambda::EventSourceMapping").values()
+    workers = {m["Properties"]["FunctionName"]["Fn::GetAtt"][0] for m in mappings}
+    # The billing worker, and every other SQS worker (the promo notifications)
+    assert "BillingChargeLambdaFunction" in workers
+    for mapping in mappings:
+        props = mapping["Properties"]
+        worker = template["Resources"][props["FunctionName"]["Fn::GetAtt"][0]]["Properties"]
+        queue = template["Resources"][props["EventSourceArn"]["Fn::GetAtt"][0]]["Properties"]
+        assert 2 <= props["ScalingConfig"]["MaximumConcurrency"] <= 50
+        assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        assert "ReservedConcurrentExecutions" not in worker
+        # AWS: visibility timeout >= 6 x the function's timeout + the batching window,
+        # maxReceiveCount >= 5.
+        assert (
+            queue["VisibilityTimeout"]
+            >= 6 * worker["Timeout"] + props["MaximumBatchingWindowInSeconds"]
+        )
+        assert queue["RedrivePolicy"]["maxReceiveCount"] >= 5
 
 
 def test_the_billing_run_is_never_retried_from_the_top_and_a_failure_is_kept(template):
@@ -258,8 +262,13 @@ def test_timeouts_are_ordered(template):
         if name in api:
             # The function gives up (and logs why) before API Gateway answers 504.
             assert props["Timeout"] < API_GATEWAY_TIMEOUT_S, name
-        assert platform_s < props["Timeout"], name
+        # A function that calls the platform (its role reads the platform's secret) fits
+        # the whole call inside its own timeout
+        if "ecomm-api-secret" in text(statements(template, fn)):
+            assert platform_s < props["Timeout"], name
         assert statement_s < props["Timeout"], name
+    calling = {n for n, fn in every.items() if "ecomm-api-secret" in text(statements(template, fn))}
+    assert {"Charge", "BillingCharge", "PromosComplete"} <= calling
     worker = every["BillingCharge"]
     from common.settings import load
     from handlers.billing_charge import record_margin_ms
