@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from domain.audit import AuditEntry
     from domain.billing import Candidate, CardReport, LedgerState
     from domain.charges import Charge, ChargeState, ChargeTarget
+    from domain.read_model import ClubInfo, ClubSummary, HistoryRow, SubscriptionRecord
     from domain.webhooks import PlatformEvent
 
 
@@ -151,6 +152,31 @@ class WebhookRepository(Protocol):
     def add_refund(self, charge: Charge, event: PlatformEvent, now: datetime) -> None: ...
 
 
+class ViewRepository(Protocol):
+    """What the read endpoints read (GET /clubs, /club/{id}, /subscription/{id})."""
+
+    def clubs(self, at: datetime, status_id: int | None | str) -> list[ClubSummary]:
+        """Clubs by id whose current status is `status_id` (None: no current status;
+        "ALL": every club), each with its next scheduled change."""
+        ...
+
+    def club(self, club_id: int) -> ClubInfo | None: ...
+
+    def club_history(self, club_id: int) -> list[HistoryRow]:
+        """Its dated history rows in the current-status rule's order, newest first."""
+        ...
+
+    def subscription(self, subscription_id: str, at: datetime) -> SubscriptionRecord | None: ...
+
+    def subscription_history(self, subscription_id: str) -> list[HistoryRow]:
+        """Its dated history rows in the current-status rule's order, newest first."""
+        ...
+
+    def ledger(self, subscription_id: str, period: str) -> list[Charge]:
+        """Its ledger row of `period` and every row not settled, oldest period first."""
+        ...
+
+
 class UnitOfWork(Protocol):
     clubs: ClubRepository
     subscriptions: SubscriptionRepository
@@ -159,6 +185,7 @@ class UnitOfWork(Protocol):
     audit: AuditRepository
     billing: BillingRepository
     webhooks: WebhookRepository
+    views: ViewRepository
 
     def __enter__(self) -> Self: ...
 

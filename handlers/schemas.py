@@ -215,3 +215,17 @@ class WebhookBody(
     ]
 ):
     model_config = ConfigDict(defer_build=True)
+
+
+# --- the read endpoints (GET /clubs, /club/{id}, /subscription/{id}) -------------------
+
+
+class ClubsQuery(Shape):
+    status: Literal["ACTIVE", "CLOSED", "INACTIVE", "NONE", "ALL"] = Field(
+        default="ACTIVE",
+        description=(
+            "the clubs whose current status is this one; ACTIVE (the default) are those a"
+            " visitor may join now, NONE those with no current status (not open yet), ALL every"
+            " club"
+        ),
+    )

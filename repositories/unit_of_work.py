@@ -40,7 +40,9 @@ class SqlAlchemyUnitOfWork:
     audit = _Repository("repositories.audit", "SqlAlchemyAuditRepository")
     billing = _Repository("repositories.billing", "SqlAlchemyBillingRepository")
     webhooks = _Repository("repositories.webhooks", "SqlAlchemyWebhookRepository")
+    views = _Repository("repositories.views", "SqlAlchemyViewRepository")
     _REPOSITORIES = ("clubs", "subscriptions", "history", "charges", "audit", "billing", "webhooks")
+    _REPOSITORIES += ("views",)
 
     def __init__(self, engine: Engine | None = None) -> None:
         self._engine = engine
