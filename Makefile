@@ -24,7 +24,7 @@ help:
 	@echo "make install    create .venv and node_modules (the first time: about 2 minutes)"
 	@echo "make demo-data  load the demo clubs and subscriptions into an empty database"
 	@echo "make reset-demo drop the embedded database and load fresh demo data (dates from now)"
-	@echo "make psql       a SQL prompt on the embedded database (or DATABASE_URL); also: make psql < file.sql"
+	@echo "make psql       a SQL prompt on the embedded database (or DATABASE_URL); make -s psql < file.sql; ARGS=-At"
 	@echo "make db-url     print the embedded database's libpq URL (FORM=sqlalchemy: SQLAlchemy's)"
 	@echo "make clean      stop the embedded PostgreSQL, remove .venv, node_modules and the data"
 	@echo "make help       this list"
@@ -96,7 +96,7 @@ clean: db-stop
 
 # A SQL prompt with pgserver's own psql (no PostgreSQL client needed on the machine).
 psql: $(BIN)/.installed
-	@$(BIN)/python -m scripts.devdb psql
+	@$(BIN)/python -m scripts.devdb psql $(ARGS)
 
 # Only the embedded database: a database named by DATABASE_URL is not ours to drop.
 reset-demo: $(BIN)/.installed

@@ -154,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "psql":
         sys.stdout.flush()
         # Replaces this process: the prompt gets the terminal, and its exit status is ours.
-        os.execvp(_bin("psql"), [_bin("psql"), libpq(url), *rest])  # noqa: S606
+        # A script on stdin stops at its first error, with psql's exit status 3.
+        script = [] if sys.stdin.isatty() else ["-v", "ON_ERROR_STOP=1"]
+        os.execvp(_bin("psql"), [_bin("psql"), *script, libpq(url), *rest])  # noqa: S606
     print(libpq(url) if args.form == "libpq" else url)
     return 0
 

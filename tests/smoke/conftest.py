@@ -75,6 +75,7 @@ def local_server(admin_url, tmp_path_factory):
         "fake": f"http://127.0.0.1:{fake_port}",
         "log": log,
         "run_dir": Path(env["RUN_DIR"]),
+        "database_url": url,
         "website": website,
         "billing": billing,
     }
