@@ -9,7 +9,7 @@ from datetime import datetime
 from domain import errors
 from domain.model import ClubStatus
 from domain.ports import UnitOfWork
-from domain.read_model import ClubInfo, ClubSummary, HistoryRow, opens_at
+from domain.read_model import ClubInfo, ClubListRow, HistoryRow, opens_at
 from domain.timelines import timeline
 
 # `GET /clubs?status=`: a status name, NONE (no current status: not open yet, or never
@@ -36,7 +36,7 @@ class ClubDetail:
 
 def list_clubs(
     uow: UnitOfWork, now: datetime, status: str = ClubStatus.ACTIVE.name
-) -> list[ClubSummary]:
+) -> list[ClubListRow]:
     """Clubs by id whose current status matches `status` (one of FILTERS)."""
     if status == ALL:
         wanted: int | None | str = ALL

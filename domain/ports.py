@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from domain.audit import AuditEntry
     from domain.billing import Candidate, CardReport, LedgerState
     from domain.charges import Charge, ChargeState, ChargeTarget
-    from domain.read_model import ClubInfo, ClubSummary, HistoryRow, SubscriptionRecord
+    from domain.read_model import ClubInfo, ClubListRow, HistoryRow, SubscriptionRecord
     from domain.webhooks import PlatformEvent
 
 
@@ -155,7 +155,7 @@ class WebhookRepository(Protocol):
 class ViewRepository(Protocol):
     """What the read endpoints read (GET /clubs, /club/{id}, /subscription/{id})."""
 
-    def clubs(self, at: datetime, status_id: int | None | str) -> list[ClubSummary]:
+    def clubs(self, at: datetime, status_id: int | None | str) -> list[ClubListRow]:
         """Clubs by id whose current status is `status_id` (None: no current status;
         "ALL": every club), each with its next scheduled change."""
         ...
@@ -166,14 +166,11 @@ class ViewRepository(Protocol):
         """Its dated history rows in the current-status rule's order, newest first."""
         ...
 
-    def subscription(self, subscription_id: str, at: datetime) -> SubscriptionRecord | None: ...
-
-    def subscription_history(self, subscription_id: str) -> list[HistoryRow]:
-        """Its dated history rows in the current-status rule's order, newest first."""
-        ...
-
-    def ledger(self, subscription_id: str, period: str) -> list[Charge]:
-        """Its ledger row of `period` and every row not settled, oldest period first."""
+    def subscription(
+        self, subscription_id: str, at: datetime, ledger_since: datetime
+    ) -> SubscriptionRecord | None:
+        """The subscription with its club (status at `at`), schedule, history, and the
+        ledger rows not settled or created since `ledger_since`, oldest first."""
         ...
 
 

@@ -18,6 +18,7 @@ from domain.read_model import HistoryRow, SubscriptionRecord
 from domain.timelines import timeline
 
 UNPAID = frozenset({ChargeState.PENDING, ChargeState.FAILED, ChargeState.UNKNOWN})
+LEDGER_HORIZON = timedelta(days=400)
 
 
 @dataclass(frozen=True)
@@ -47,13 +48,13 @@ def view(
     uow: UnitOfWork, subscription_id: str, now: datetime, retry_window: timedelta
 ) -> SubscriptionView:
     with uow:
-        record = uow.views.subscription(subscription_id, now)
-        if record is None:
-            raise errors.SubscriptionNotFound(subscription_id)
-        period = schedules.period_for(record.schedule, now, record.create_date)
-        history = uow.views.subscription_history(subscription_id)
-        ledger = uow.views.ledger(subscription_id, period.key)
-    now_and_later = timeline(history, now)
+        # A period is at most a year: its ledger row was created within the last 400 days.
+        record = uow.views.subscription(subscription_id, now, now - LEDGER_HORIZON)
+    if record is None:
+        raise errors.SubscriptionNotFound(subscription_id)
+    period = schedules.period_for(record.schedule, now, record.create_date)
+    ledger = record.ledger
+    now_and_later = timeline(record.history, now)
     unpaid = tuple(
         UnpaidPeriod(charge, retry_until(charge, retry_window))
         for charge in ledger

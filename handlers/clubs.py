@@ -16,4 +16,4 @@ def lambda_handler(event: dict) -> http.Response:
     clubs = catalog.list_clubs(SqlAlchemyUnitOfWork(), clock.now(), query.status)
     logger.info("clubs listed", status=query.status, count=len(clubs))
     metrics.add_metric(name="ClubsListed", unit=MetricUnit.Count, value=1)
-    return http.Response(200, [representations.club(summary) for summary in clubs])
+    return http.Response(200, representations.club_list(clubs))

@@ -9,7 +9,7 @@ from typing import Any
 from domain.catalog import ClubDetail
 from domain.charges import Charge
 from domain.model import ClubStatus, SubscriptionStatus, status_name
-from domain.read_model import ClubSummary, HistoryRow
+from domain.read_model import ClubListRow, HistoryRow, opens_when
 from domain.subscription_view import SubscriptionView
 
 
@@ -28,7 +28,41 @@ def _change(enum, row: HistoryRow, details: bool) -> dict[str, Any]:
     return shaped
 
 
-def club(summary: ClubSummary | ClubDetail) -> dict[str, Any]:
+# Status names by id, looked up once: GET /clubs names a thousand.
+_CLUB_STATUS_NAMES = {int(s): s.name for s in ClubStatus}
+
+
+def club_list(rows: list[ClubListRow]) -> list[dict[str, Any]]:
+    """GET /clubs: each club as `club` below shapes it, without `scheduled_changes`
+    (tests/integration/test_read_api.py compares them), from plain rows."""
+    names = _CLUB_STATUS_NAMES
+    active = int(ClubStatus.ACTIVE)
+    return [
+        {
+            "id": club_id,
+            "name": name,
+            "sku": sku,
+            "status": names.get(status_id),
+            "status_id": status_id,
+            "since": since,
+            "accepts_subscriptions": status_id == active,
+            "opens_at": opens_when(status_id, next_status_id, next_at),
+            "next_change": (
+                None
+                if next_at is None
+                else {
+                    "status": names.get(next_status_id),
+                    "status_id": next_status_id,
+                    "effect_date": next_at,
+                }
+            ),
+        }
+        for club_id, name, sku, status_id, since, next_status_id, next_at in rows
+    ]
+
+
+def club(summary: ClubDetail) -> dict[str, Any]:
+    """GET /club/{id}."""
     shaped = {
         "id": summary.club.id,
         "name": summary.club.name,
@@ -44,10 +78,9 @@ def club(summary: ClubSummary | ClubDetail) -> dict[str, Any]:
             else None
         ),
     }
-    if isinstance(summary, ClubDetail):
-        shaped["scheduled_changes"] = [
-            _change(ClubStatus, row, details=False) for row in summary.scheduled
-        ]
+    shaped["scheduled_changes"] = [
+        _change(ClubStatus, row, details=False) for row in summary.scheduled
+    ]
     return shaped
 
 

@@ -1,30 +1,25 @@
-"""What the read endpoints read: clubs with their status over time, one subscription with
-its club, history and ledger. Statements are built once per container; each answer is at
-most three index lookups, whatever the number of subscriptions."""
+"""What the read endpoints read (a read model, in the CQRS sense): the club list as JSON
+built by the database, a club with its history, a subscription with its club, history and
+ledger in one statement. Each is a few index lookups whatever the number of subscriptions.
+
+The statements restate the current-status rule's order (effect_date DESC, create_date DESC
+NULLS LAST, id DESC) of repositories/status_rule.py inside their aggregates;
+tests/integration/test_read_api.py checks them against it."""
 
 from __future__ import annotations
 
-from dataclasses import fields
 from datetime import datetime
 
-from sqlalchemy import DateTime, Integer, Select, String, bindparam, select
+from sqlalchemy import Integer, Select, bindparam, select, text
 from sqlalchemy.engine import Connection
 
 from domain.charges import Charge, ChargeState
-from domain.read_model import ClubInfo, ClubSummary, HistoryRow, SubscriptionRecord
+from domain.read_model import ClubInfo, ClubListRow, HistoryRow, SubscriptionRecord
 from repositories.charges import schedule_of
-from repositories.status_rule import CLUBS
-from repositories.tables import BillingSchedule, Club, ClubStatusHistory, SubscriptionStatusHistory
-from repositories.tables import Charge as ChargeRow
-from repositories.tables import Subscription as SubscriptionRow
+from repositories.tables import Club, ClubStatusHistory
 
-_AT = bindparam("at", type_=DateTime)
 _CLUB = Club.__table__
 _CLUB_HISTORY = ClubStatusHistory.__table__
-_SUBSCRIPTION = SubscriptionRow.__table__
-_SCHEDULE = BillingSchedule.__table__
-_LEDGER = ChargeRow.__table__
-UNSETTLED = ("pending", "failed", "unknown")
 
 
 def _history(table, entity, status) -> Select:
@@ -38,73 +33,102 @@ def _history(table, entity, status) -> Select:
     )
 
 
-def _clubs_statements() -> dict[str, Select]:
-    h = _CLUB_HISTORY.c
-    now = CLUBS.current(_AT).add_columns(h.effect_date.label("since")).subquery("now")
-    upcoming = (
-        select(h.club_id, h.club_status_id, h.effect_date)
-        .where(h.club_id.is_not(None), h.effect_date > _AT)
-        .order_by(h.club_id, h.effect_date, h.create_date.desc().nulls_last(), h.id.desc())
-        .distinct(h.club_id)
-        .subquery("upcoming")
-    )
-    every = (
-        select(
-            _CLUB.c.id,
-            _CLUB.c.name,
-            _CLUB.c.store_sku,
-            now.c.status_id,
-            now.c.since,
-            upcoming.c.club_status_id.label("next_status_id"),
-            upcoming.c.effect_date.label("next_effect_date"),
-        )
-        .outerjoin(now, now.c.entity_id == _CLUB.c.id)
-        .outerjoin(upcoming, upcoming.c.club_id == _CLUB.c.id)
-        .order_by(_CLUB.c.id)
-    )
-    return {
-        "all": every,
-        "none": every.where(now.c.status_id.is_(None)),
-        "status": every.where(now.c.status_id == bindparam("status_id", type_=Integer)),
-    }
+# Timestamps as Python's isoformat() writes them (microseconds only when not zero, then
+# six digits). to_json writes ISO 8601 whatever the session's DateStyle, trimming the
+# fraction's trailing zeros, which rpad restores; cheaper than to_char on a thousand rows.
+def _iso(column: str) -> str:
+    json = f"btrim(to_json({column})::text, '\"')"
+    return f"rpad({json}, CASE WHEN length({json}) > 19 THEN 26 ELSE 19 END, '0')"
 
 
-_CLUBS = _clubs_statements()
+# GET /clubs: each club's current status and next change by the current-status rule (the
+# DISTINCT ON orders of repositories/status_rule.py), timestamps as text.
+_CLUBS_SQL = f"""
+WITH now AS (
+    SELECT DISTINCT ON (club_id) club_id, club_status_id AS status_id, effect_date AS since
+    FROM club_status_history
+    WHERE club_id IS NOT NULL AND effect_date <= :at
+    ORDER BY club_id, effect_date DESC, create_date DESC NULLS LAST, id DESC
+), upcoming AS (
+    SELECT DISTINCT ON (club_id) club_id, club_status_id AS status_id, effect_date
+    FROM club_status_history
+    WHERE club_id IS NOT NULL AND effect_date > :at
+    ORDER BY club_id, effect_date, create_date DESC NULLS LAST, id DESC
+)
+SELECT c.id, c.name, c.store_sku, now.status_id, {_iso("now.since")},
+       upcoming.status_id, {_iso("upcoming.effect_date")}
+FROM club c
+LEFT JOIN now ON now.club_id = c.id
+LEFT JOIN upcoming ON upcoming.club_id = c.id
+WHERE {{filter}}
+ORDER BY c.id
+"""
+_CLUBS = {
+    "all": text(_CLUBS_SQL.format(filter="TRUE")),
+    "none": text(_CLUBS_SQL.format(filter="now.status_id IS NULL")),
+    "status": text(_CLUBS_SQL.format(filter="now.status_id = :status_id")),
+}
 _CLUB_INFO = select(_CLUB.c.id, _CLUB.c.name, _CLUB.c.store_sku).where(
     _CLUB.c.id == bindparam("club_id", type_=Integer)
 )
 _CLUB_ROWS = _history(_CLUB_HISTORY, _CLUB_HISTORY.c.club_id, _CLUB_HISTORY.c.club_status_id)
-_SUBSCRIPTION_ROWS = _history(
-    SubscriptionStatusHistory.__table__,
-    SubscriptionStatusHistory.__table__.c.subscription_id,
-    SubscriptionStatusHistory.__table__.c.status_id,
+
+# The subscription, its club (status by the rule), schedule, dated history in the rule's
+# order, and the ledger rows the view needs, in one round trip. Ledger bodies stay behind.
+_SUBSCRIPTION = text(
+    """
+SELECT s.id, s.customer_store_id, s.create_date, c.id AS club_id, c.name, c.store_sku,
+    (SELECT h.club_status_id FROM club_status_history h
+     WHERE h.club_id = s.club_id AND h.effect_date <= :at
+     ORDER BY h.effect_date DESC, h.create_date DESC NULLS LAST, h.id DESC LIMIT 1)
+        AS club_status_id,
+    b.interval, b.anniversary,
+    (SELECT json_agg(json_build_object('status_id', h.status_id,
+                                       'effect_date', h.effect_date, 'details', h.details)
+                     ORDER BY h.effect_date DESC, h.create_date DESC NULLS LAST, h.id DESC)
+     FROM subscription_status_history h
+     WHERE h.subscription_id = s.id AND h.effect_date IS NOT NULL) AS history,
+    (SELECT json_agg(json_build_object('id', l.id, 'period', l.period,
+                                       'request_id', l.request_id, 'state', l.state,
+                                       'attempts', l.attempts,
+                                       'platform_status', l.platform_status,
+                                       'created_at', l.created_at, 'updated_at', l.updated_at,
+                                       'last_attempt_at', l.last_attempt_at,
+                                       'billing_date', l.billing_date,
+                                       'failure_reason', l.failure_reason)
+                     ORDER BY l.created_at, l.id)
+     FROM charge l
+     WHERE l.subscription_id = s.id
+       AND (l.state IN ('pending', 'failed', 'unknown') OR l.created_at >= :ledger_since))
+        AS ledger
+FROM subscription s
+LEFT JOIN club c ON c.id = s.club_id
+LEFT JOIN billing_schedule b ON b.club_id = s.club_id
+WHERE s.id = :subscription_id
+"""
 )
-_SUBSCRIPTION_RECORD = (
-    select(
-        _SUBSCRIPTION.c.id,
-        _SUBSCRIPTION.c.customer_store_id,
-        _SUBSCRIPTION.c.create_date,
-        _CLUB.c.id.label("club_id"),
-        _CLUB.c.name,
-        _CLUB.c.store_sku,
-        CLUBS.status_of(_SUBSCRIPTION.c.club_id, _AT).label("club_status_id"),
-        _SCHEDULE.c.interval,
-        _SCHEDULE.c.anniversary,
+
+
+def _when(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value is not None else None
+
+
+def _ledger_row(subscription_id: str, row: dict) -> Charge:
+    return Charge(
+        id=row["id"],
+        subscription_id=subscription_id,
+        period=row["period"],
+        request_id=row["request_id"],
+        state=ChargeState(row["state"]),
+        attempts=row["attempts"],
+        platform_status=row["platform_status"],
+        platform_body=None,
+        created_at=_when(row["created_at"]),
+        updated_at=_when(row["updated_at"]),
+        last_attempt_at=_when(row["last_attempt_at"]),
+        billing_date=_when(row["billing_date"]),
+        failure_reason=row["failure_reason"],
     )
-    .select_from(_SUBSCRIPTION)
-    .outerjoin(_CLUB, _CLUB.c.id == _SUBSCRIPTION.c.club_id)
-    .outerjoin(_SCHEDULE, _SCHEDULE.c.club_id == _SUBSCRIPTION.c.club_id)
-    .where(_SUBSCRIPTION.c.id == bindparam("subscription_id", type_=String))
-)
-_CHARGE_FIELDS = [f.name for f in fields(Charge)]
-_LEDGER_ROWS = (
-    select(*(_LEDGER.c[name] for name in _CHARGE_FIELDS))
-    .where(
-        _LEDGER.c.subscription_id == bindparam("subscription_id", type_=String),
-        (_LEDGER.c.period == bindparam("period", type_=String)) | _LEDGER.c.state.in_(UNSETTLED),
-    )
-    .order_by(_LEDGER.c.created_at, _LEDGER.c.id)
-)
 
 
 def _history_rows(result) -> list[HistoryRow]:
@@ -115,24 +139,20 @@ class SqlAlchemyViewRepository:
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
 
-    def clubs(self, at: datetime, status_id: int | None | str) -> list[ClubSummary]:
+    def clubs(self, at: datetime, status_id: int | None | str) -> list[ClubListRow]:
+        params: dict = {"at": at}
         if status_id == "ALL":
-            stmt, params = _CLUBS["all"], {"at": at}
+            stmt = _CLUBS["all"]
         elif status_id is None:
-            stmt, params = _CLUBS["none"], {"at": at}
+            stmt = _CLUBS["none"]
         else:
-            stmt, params = _CLUBS["status"], {"at": at, "status_id": status_id}
-        return [
-            ClubSummary(
-                ClubInfo(row.id, row.name, row.store_sku),
-                row.status_id,
-                row.since,
-                None
-                if row.next_effect_date is None
-                else HistoryRow(row.next_status_id, row.next_effect_date),
-            )
-            for row in self.connection.execute(stmt, params)
-        ]
+            stmt, params["status_id"] = _CLUBS["status"], status_id
+        # Straight from the driver's tuples: a Row per club costs more than the query.
+        result = self.connection.execute(stmt, params)
+        try:
+            return result.cursor.fetchall()
+        finally:
+            result.close()
 
     def club(self, club_id: int) -> ClubInfo | None:
         row = self.connection.execute(_CLUB_INFO, {"club_id": club_id}).first()
@@ -141,9 +161,12 @@ class SqlAlchemyViewRepository:
     def club_history(self, club_id: int) -> list[HistoryRow]:
         return _history_rows(self.connection.execute(_CLUB_ROWS, {"entity_id": club_id}))
 
-    def subscription(self, subscription_id: str, at: datetime) -> SubscriptionRecord | None:
+    def subscription(
+        self, subscription_id: str, at: datetime, ledger_since: datetime
+    ) -> SubscriptionRecord | None:
         row = self.connection.execute(
-            _SUBSCRIPTION_RECORD, {"subscription_id": subscription_id, "at": at}
+            _SUBSCRIPTION,
+            {"subscription_id": subscription_id, "at": at, "ledger_since": ledger_since},
         ).first()
         if row is None:
             return None
@@ -154,15 +177,9 @@ class SqlAlchemyViewRepository:
             club=None if row.club_id is None else ClubInfo(row.club_id, row.name, row.store_sku),
             club_status_id=row.club_status_id,
             schedule=schedule_of(row.interval, row.anniversary),
+            history=tuple(
+                HistoryRow(h["status_id"], datetime.fromisoformat(h["effect_date"]), h["details"])
+                for h in row.history or ()
+            ),
+            ledger=tuple(_ledger_row(row.id, charge) for charge in row.ledger or ()),
         )
-
-    def subscription_history(self, subscription_id: str) -> list[HistoryRow]:
-        return _history_rows(
-            self.connection.execute(_SUBSCRIPTION_ROWS, {"entity_id": subscription_id})
-        )
-
-    def ledger(self, subscription_id: str, period: str) -> list[Charge]:
-        rows = self.connection.execute(
-            _LEDGER_ROWS, {"subscription_id": subscription_id, "period": period}
-        )
-        return [Charge(**{**row._asdict(), "state": ChargeState(row.state)}) for row in rows]

@@ -310,3 +310,25 @@ def test_a_subscription_written_by_sql_without_club_customer_or_history_reads(db
 def test_an_unknown_or_malformed_subscription_is_refused(db, now, sub_id, expected):
     status, body, _ = get_subscription(sub_id)
     assert (status, body["error"]["code"]) == expected
+
+
+def test_the_club_list_built_by_the_database_matches_each_club_read_alone(db, now, catalog):
+    # Given clubs in every status, one with a scheduled change at an instant with
+    # microseconds and one without a name or SKU
+    builders.club_status(db, catalog["open"], 2, now.value() + timedelta(microseconds=120_500))
+    odd = builders.club(db, 2, LONG_AGO, sku=None)
+    with db.begin() as conn:
+        from sqlalchemy import text
+
+        conn.execute(text("UPDATE club SET name = NULL WHERE id = :i"), {"i": odd})
+    # When every club is listed and each is read alone
+    status, listed, _ = get_clubs(status="ALL")
+    # Then each listed club is exactly what GET /club/{id} says, without the schedule
+    assert status == 200
+    assert [c["id"] for c in listed] == sorted([*catalog.values(), odd])
+    for club in listed:
+        alone = get_club(str(club["id"]))[1]
+        del alone["scheduled_changes"]
+        assert club == alone
+    assert listed[0]["next_change"]["effect_date"] == "2026-11-21T12:00:00.120500"
+    assert (listed[-1]["name"], listed[-1]["sku"], listed[-1]["status"]) == (None, None, "CLOSED")
