@@ -39,6 +39,9 @@ stopped=false
 cleanup() {
   $stopped && return
   stopped=true
+  # Ctrl-C and `kill` reach the whole process group (make too, which may signal again):
+  # finish cleaning up whatever arrives now.
+  trap '' INT TERM
   for pid in "${children[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   if [[ -f "$state" ]] && grep -qx "SERVER_PID=$$" "$state"; then rm -f "$state"; fi

@@ -76,10 +76,12 @@ def local_server(admin_url, tmp_path_factory):
         "log": log,
         "run_dir": Path(env["RUN_DIR"]),
         "database_url": url,
+        "process": proc,
         "website": website,
         "billing": billing,
     }
-    os.killpg(proc.pid, signal.SIGTERM)
+    if proc.poll() is None:  # a test may have stopped it already
+        os.killpg(proc.pid, signal.SIGTERM)
     try:
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:

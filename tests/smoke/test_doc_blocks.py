@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 
 import pytest
@@ -72,3 +73,15 @@ def test_the_running_server_records_its_fake_platform_for_the_billing_run(local_
     # Given the server `make run` starts, When it runs, Then it recorded where its fake is
     recorded = (local_server["run_dir"] / "local-server.env").read_text().splitlines()
     assert f"FAKE_ECOMM_URL={local_server['fake']}" in recorded
+
+
+def test_stopping_the_server_says_whether_the_database_keeps_running(local_server):
+    # Given the server (last in this module: it stops it), on a database of DATABASE_URL
+    process = local_server["process"]
+    # When it is stopped as Ctrl-C or `kill` stops it: a signal to its process group
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(timeout=30)
+    # Then it said what happened to the database, and forgot its fake platform
+    log = local_server["log"].read_text()
+    assert "the database at DATABASE_URL was not started by this script and keeps running" in log
+    assert not (local_server["run_dir"] / "local-server.env").exists()
