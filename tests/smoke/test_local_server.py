@@ -118,6 +118,9 @@ def test_serverless_package_builds_the_lambda_bundle_offline(tmp_path):
         "POST ApiGatewayMethodSubscriptionIdVarStatusPost": True,
         "GET ApiGatewayMethodSubscriptionEligibleGet": True,
         "POST ApiGatewayMethodSubscriptionIdVarChargeRequestidVarPost": True,
+        "GET ApiGatewayMethodClubsGet": True,
+        "GET ApiGatewayMethodClubIdVarGet": True,
+        "GET ApiGatewayMethodSubscriptionIdVarGet": True,
         # The platform signs its webhooks (HMAC) and holds no API key.
         "POST ApiGatewayMethodWebhooksEcommercePost": False,
     }
