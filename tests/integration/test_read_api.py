@@ -332,3 +332,19 @@ def test_the_club_list_built_by_the_database_matches_each_club_read_alone(db, no
         assert club == alone
     assert listed[0]["next_change"]["effect_date"] == "2026-11-21T12:00:00.120500"
     assert (listed[-1]["name"], listed[-1]["sku"], listed[-1]["status"]) == (None, None, "CLOSED")
+
+
+def test_a_subscriptions_status_follows_the_rule_on_ties_and_null_create_dates(db, now, catalog):
+    # Given two rows at the same instant: one written later (PAUSED), one with a NULL
+    # create_date (ACTIVE, which the rule ranks lowest)
+    at = now.value()
+    sub = builders.subscription(db, catalog["open"])
+    when = at - timedelta(days=1)
+    builders.subscription_status(db, sub, 1, when, create_date=None, row_id="zzz-null")
+    builders.subscription_status(db, sub, 3, when, create_date=at - timedelta(days=2))
+    # When read, Then the status is the rule's answer
+    from tests.integration.test_status import current_status
+
+    body = get_subscription(sub)[1]
+    assert body["status_id"] == current_status(db, sub, at) == 3
+    assert body["since"] == when.isoformat()
