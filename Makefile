@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 
 .PHONY: help install run serve test test-unit lint format package migrate demo-data db-url \
-        billing-run db-stop clean bench rebuild-status
+        billing-run db-stop clean bench rebuild-status psql reset-demo
 
 help:
 	@echo "make run        set up, start the embedded PostgreSQL, load demo data, serve on :3000"
@@ -21,13 +21,22 @@ help:
 	@echo "make db-stop    stop the embedded PostgreSQL"
 	@echo "make bench      build the 10k-1M data sets, measure, write BENCHMARKS.md (< 10 min)"
 	@echo "make rebuild-status  rebuild the current-status cache from history (operators)"
+	@echo "make install    create .venv and node_modules (the first time: about 2 minutes)"
+	@echo "make demo-data  load the demo clubs and subscriptions into an empty database"
+	@echo "make reset-demo drop the embedded database and load fresh demo data (dates from now)"
+	@echo "make psql       a SQL prompt on the embedded database (or DATABASE_URL); make -s psql < file.sql; ARGS=-At"
+	@echo "make db-url     print the embedded database's libpq URL (FORM=sqlalchemy: SQLAlchemy's)"
+	@echo "make clean      stop the embedded PostgreSQL, remove .venv, node_modules and the data"
+	@echo "make help       this list"
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
+	@echo "installing the pinned Python packages into $(VENV)/ (the first time: about a minute)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
+	@echo "installing the pinned Serverless tools with npm ci (the first time: about a minute)"
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
@@ -56,8 +65,9 @@ format: $(BIN)/.installed
 package: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" npx --no-install serverless package
 
+# The libpq form (psql, pg_dump); `make db-url FORM=sqlalchemy` for postgresql+psycopg2://.
 db-url: $(BIN)/.installed
-	@$(BIN)/python -m scripts.devdb url
+	@$(BIN)/python -m scripts.devdb url --form $(or $(FORM),libpq)
 
 migrate: $(BIN)/.installed
 	DATABASE_URL="$${DATABASE_URL:-$$($(BIN)/python -m scripts.devdb url)}" $(BIN)/alembic upgrade head
@@ -83,3 +93,13 @@ db-stop: $(BIN)/.installed
 
 clean: db-stop
 	rm -rf $(VENV) node_modules .serverless .pgdata .pgdata-test .pgdata-bench
+
+# A SQL prompt with pgserver's own psql (no PostgreSQL client needed on the machine).
+psql: $(BIN)/.installed
+	@$(BIN)/python -m scripts.devdb psql $(ARGS)
+
+# Only the embedded database: a database named by DATABASE_URL is not ours to drop.
+reset-demo: $(BIN)/.installed
+	@if [ -n "$$DATABASE_URL" ]; then echo "make reset-demo resets the embedded database only; DATABASE_URL is set: unset it, or reset that database yourself"; exit 2; fi
+	$(BIN)/python -m scripts.devdb reset
+	$(MAKE) --no-print-directory demo-data

@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the process's life
     sys.path.insert(0, str(ROOT))
 
-    from bench import charges, coldstart, data, eligible, report
+    from bench import charges, coldstart, data, eligible, read_api, report
     from fake_ecommerce import server
 
     admin = admin_url()
@@ -217,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     log("writes")
     writes = write_cost(biggest.url)
     log(json.dumps(writes))
+    log("read api")
+    read_api_result = read_api.measure(biggest)
+    log(json.dumps(read_api_result))
     log("cold start")
     cold_db = data.build(admin, COLD_SIZE, migrate, log=log)
     fake = server.start(api_key=charges.KEY, api_secret=charges.SECRET, log_stream=io.StringIO())
@@ -267,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         "charges": charge_result,
         "promos": promo_result,
         "billing_run": billing,
+        "read_api": read_api_result,
         "finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M"),
         "total_seconds": time.perf_counter() - started,
     }

@@ -233,6 +233,9 @@ def markdown(run: dict) -> tuple[str, dict[str, bool]]:
         f" {big['size']:,} subscriptions: {run['writes']['with_ms']:.2f} ms each with the"
         f" triggers, {run['writes']['without_ms']:.2f} ms without"
         f" (+{run['writes']['with_ms'] - run['writes']['without_ms']:.2f} ms per row).",
+    ]
+    lines += _read_api(run, goals)
+    lines += [
         "",
         "## Goals",
         "",
@@ -246,3 +249,31 @@ def markdown(run: dict) -> tuple[str, dict[str, bool]]:
         "",
     ]
     return "\n".join(lines), goals
+
+
+def _read_api(run: dict, goals: dict) -> list[str]:
+    """GET /clubs, /club/{id}, /subscription/{id}: medians of warm in-process calls."""
+    read = run.get("read_api")
+    if not read:
+        return []
+    names = (("subscription", "GET /subscription/{id}"), ("club", "GET /club/{id}"))
+    names += (("clubs", "GET /clubs"), ("bare_lookup", "baseline: bare psycopg2 lookup by id"))
+    lines = [
+        "",
+        "## Read API",
+        "",
+        f"{read['calls']} warm in-process handler calls each at {read['size']:,} subscriptions"
+        " (different subscriptions and clubs, each call timed on its own); the baseline is a",
+        "bare psycopg2 primary-key lookup of a subscription, the floor of any read.",
+        "",
+        "| call | median | answered 200 |",
+        "|---|---:|---:|",
+    ]
+    for key, label in names:
+        median, ok = read[key]["median_s"] * 1000, read[key]["ok"]
+        lines.append(f"| {label} | {median:.2f} ms | {ok}/{read['calls']} |")
+    worst = max(read[key]["median_s"] for key, _ in names[:3])
+    goals["7. read API: median of 200 warm handler calls <= 5 ms at 1M, each endpoint"] = (
+        worst <= 0.005 and all(read[key]["ok"] == read["calls"] for key, _ in names[:3])
+    )
+    return lines

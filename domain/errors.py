@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 
 class DomainError(Exception):
     code = "domain_error"
@@ -22,11 +24,19 @@ class ClubNotFound(DomainError):
 class ClubNotOpen(DomainError):
     code = "club_not_open"
 
-    def __init__(self, club_id: int, status: str | None) -> None:
+    def __init__(self, club_id: int, status: str | None, opens_at: datetime | None = None) -> None:
         state = f"is {status}" if status else "has no current status"
+        if opens_at is None:
+            super().__init__(
+                f"club {club_id} {state} and does not accept new subscriptions",
+                club_id=club_id,
+            )
+            return
         super().__init__(
-            f"club {club_id} {state} and does not accept new subscriptions",
+            f"club {club_id} {state} and does not accept new subscriptions yet;"
+            f" it opens at {opens_at.isoformat()} (UTC)",
             club_id=club_id,
+            opens_at=opens_at.isoformat(),
         )
 
 

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from domain.audit import AuditEntry
     from domain.billing import Candidate, CardReport, LedgerState
     from domain.charges import Charge, ChargeState, ChargeTarget
+    from domain.read_model import ClubInfo, ClubListRow, HistoryRow, SubscriptionRecord
     from domain.webhooks import PlatformEvent
 
 
@@ -157,6 +158,28 @@ class WebhookRepository(Protocol):
     def add_refund(self, charge: Charge, event: PlatformEvent, now: datetime) -> None: ...
 
 
+class ViewRepository(Protocol):
+    """What the read endpoints read (GET /clubs, /club/{id}, /subscription/{id})."""
+
+    def clubs(self, at: datetime, status_id: int | None | str) -> list[ClubListRow]:
+        """Clubs by id whose current status is `status_id` (None: no current status;
+        "ALL": every club), each with its next scheduled change."""
+        ...
+
+    def club(self, club_id: int) -> ClubInfo | None: ...
+
+    def club_history(self, club_id: int) -> list[HistoryRow]:
+        """Its dated history rows in the current-status rule's order, newest first."""
+        ...
+
+    def subscription(
+        self, subscription_id: str, at: datetime, ledger_since: datetime
+    ) -> SubscriptionRecord | None:
+        """The subscription with its club (status at `at`), schedule, history, and the
+        ledger rows not settled or created since `ledger_since`, oldest first."""
+        ...
+
+
 class UnitOfWork(Protocol):
     clubs: ClubRepository
     subscriptions: SubscriptionRepository
@@ -167,6 +190,7 @@ class UnitOfWork(Protocol):
     webhooks: WebhookRepository
     # Club changes: repositories/club_changes.py, speaking domain/club_change_model.py.
     club_changes: Any
+    views: ViewRepository
 
     def __enter__(self) -> Self: ...
 

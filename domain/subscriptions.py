@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from domain import club_changes, errors
+from domain import club_changes, errors, timelines
 from domain.model import (
     AUTOMATIC_RETURN_DETAILS,
     SHIPPING_CLUB_STATUSES,
@@ -18,6 +18,7 @@ from domain.model import (
     status_name,
 )
 from domain.ports import UnitOfWork
+from domain.read_model import opens_at
 
 
 def subscribe(
@@ -32,7 +33,10 @@ def subscribe(
             raise errors.ClubNotFound(club_id)
         club_status = uow.clubs.current_status(club_id, now)
         if club_status != ClubStatus.ACTIVE:
-            raise errors.ClubNotOpen(club_id, status_name(ClubStatus, club_status))
+            # Says when it opens, if an opening is the club's next scheduled change.
+            later = timelines.timeline(uow.views.club_history(club_id), now)
+            opening = opens_at(later.status_id, later.scheduled[0] if later.scheduled else None)
+            raise errors.ClubNotOpen(club_id, status_name(ClubStatus, club_status), opening)
         subscription_id = make_id()
         # The reservation serialises identical concurrent requests; the lookup after it
         # catches subscriptions that operators inserted with plain SQL.

@@ -246,3 +246,17 @@ class ClubChangeBody(Shape):
         default=False, description="answer what would happen and write nothing"
     )
     replace: StrictBool = Field(default=False, description="replace a pending change")
+
+
+# --- the read endpoints (GET /clubs, /club/{id}, /subscription/{id}) -------------------
+
+
+class ClubsQuery(Shape):
+    status: Literal["ACTIVE", "CLOSED", "INACTIVE", "NONE", "ALL"] = Field(
+        default="ACTIVE",
+        description=(
+            "the clubs whose current status is this one; ACTIVE (the default) are those a"
+            " visitor may join now, NONE those with no current status (not open yet), ALL every"
+            " club"
+        ),
+    )

@@ -1,4 +1,4 @@
-"""The current-status rule of spec/data-model.md, written once in SQL for every entity.
+"""The current-status rule of the approved data model, written once in SQL for every entity.
 
 At instant T the current status is the one of the history row with the greatest
 effect_date <= T, ties broken by the greatest create_date (NULL lowest), then the

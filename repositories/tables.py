@@ -1,6 +1,6 @@
 """SQLAlchemy mapping of the approved tables and of the tables this service adds.
 
-The approved tables are fixed (spec/data-model.md): defaults here are client-side only,
+The approved tables are fixed (the approved data model): defaults here are client-side only,
 and nothing here may add a constraint to them.
 """
 

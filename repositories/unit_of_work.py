@@ -40,6 +40,7 @@ class SqlAlchemyUnitOfWork:
     audit = _Repository("repositories.audit", "SqlAlchemyAuditRepository")
     billing = _Repository("repositories.billing", "SqlAlchemyBillingRepository")
     webhooks = _Repository("repositories.webhooks", "SqlAlchemyWebhookRepository")
+    views = _Repository("repositories.views", "SqlAlchemyViewRepository")
     _REPOSITORIES = ("clubs", "subscriptions", "history", "charges", "audit", "billing", "webhooks")
     # Flash promos.
     promos = _Repository("repositories.promos", "SqlAlchemyPromoRepository")
@@ -51,6 +52,7 @@ class SqlAlchemyUnitOfWork:
     # Club changes (domain/club_changes.py).
     club_changes = _Repository("repositories.club_changes", "SqlAlchemyClubChangeRepository")
     _REPOSITORIES += ("club_changes",)
+    _REPOSITORIES += ("views",)
 
     def __init__(self, engine: Engine | None = None) -> None:
         self._engine = engine

@@ -112,6 +112,7 @@ class FakeUnitOfWork:
         self.charges = FakeChargeRepository()
         self.audit = FakeAuditRepository()
         self.club_changes = FakeClubChangeRepository()
+        self.views = FakeViewRepository(self)
         self.commits = 0
 
     def __enter__(self) -> FakeUnitOfWork:
@@ -211,3 +212,17 @@ class FakeClubChangeRepository:
 
     def pending_touching(self, subscription_id, now):
         return []
+
+
+class FakeViewRepository:
+    """The read endpoints' histories, over the fakes above, in the rule's order."""
+
+    def __init__(self, uow: FakeUnitOfWork) -> None:
+        self.uow = uow
+
+    def club_history(self, club_id: int) -> list:
+        from domain.read_model import HistoryRow
+
+        rows = [r for r in self.uow.clubs.history.get(club_id, []) if r[0] is not None]
+        rows.sort(key=lambda r: (r[0], r[1] or datetime.min, r[2]), reverse=True)
+        return [HistoryRow(r[3], r[0]) for r in rows]

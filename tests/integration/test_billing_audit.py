@@ -18,14 +18,14 @@ from tests import builders, platforms
 from tests.events import invoke
 from tests.webhook_events import WEBHOOK_SECRET, new_event, signed_event
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+OPERATING = Path(__file__).resolve().parents[2] / "docs" / "operating.md"
 FIRST_RUN = datetime(2026, 11, 1, 6)
 
 
-def readme_history_query() -> str:
-    """The one query the README shows, exactly as written there."""
-    block = README.read_text().split("<!-- billing-history-query -->", 1)[1]
-    return re.search(r"```sql\n(.*?)```", block, re.S).group(1)
+def documented_history_query() -> str:
+    """The billing-history query docs/operating.md shows, exactly as written there."""
+    block = OPERATING.read_text().split("<!-- billing-history-query -->", 1)[1]
+    return re.search(r"<<'SQL'\n(.*?)^SQL$", block, re.S | re.M).group(1)
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def webhook(payload, at: datetime) -> int:
     return invoke(webhook_handler.lambda_handler, signed_event(payload, at))[0]
 
 
-def test_the_readme_query_reconstructs_a_subscriptions_billing_history(
+def test_the_documented_query_reconstructs_a_subscriptions_billing_history(
     db, now, member, monkeypatch
 ):
     with platforms.running(monkeypatch) as platform:
@@ -61,8 +61,8 @@ def test_the_readme_query_reconstructs_a_subscriptions_billing_history(
         assert webhook(card, now.value()) == 200
         now(datetime(2026, 12, 1, 6))
         billing_run.run(io.StringIO())
-    # When the README's query runs for this subscription
-    query = readme_history_query().replace("demo-sub-active-1", member["id"])
+    # When the documented query (docs/operating.md) runs for this subscription
+    query = documented_history_query().replace("demo-sub-active-1", member["id"])
     with db.connect() as conn:
         history = [tuple(r) for r in conn.execute(text(query))]
     # Then it tells the whole story, in order, with who caused each step

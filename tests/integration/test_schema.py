@@ -1,4 +1,4 @@
-"""The approved schema exactly as spec/data-model.md, and migrations both ways."""
+"""The approved schema exactly as the approved data model defines it, and migrations both ways."""
 
 from __future__ import annotations
 

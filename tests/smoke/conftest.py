@@ -38,6 +38,9 @@ def local_server(admin_url, tmp_path_factory):
         "LAMBDA_PORT": str(free_port()),
         "FAKE_ECOMM_PORT": str(fake_port),
         "API_KEY": f"{WEBSITE_KEY},{BILLING_KEY}",
+        # Where the server records its fake platform for `make billing-run`: not the
+        # developer's .run/ (a `make run` of theirs may be running).
+        "RUN_DIR": str(tmp_path_factory.mktemp("run")),
     }
     for var in ("ECOMM_BASE_URL", "ECOMM_API_KEY", "ECOMM_API_SECRET"):
         env.pop(var, None)
@@ -71,10 +74,14 @@ def local_server(admin_url, tmp_path_factory):
         "base": base,
         "fake": f"http://127.0.0.1:{fake_port}",
         "log": log,
+        "run_dir": Path(env["RUN_DIR"]),
+        "database_url": url,
+        "process": proc,
         "website": website,
         "billing": billing,
     }
-    os.killpg(proc.pid, signal.SIGTERM)
+    if proc.poll() is None:  # a test may have stopped it already
+        os.killpg(proc.pid, signal.SIGTERM)
     try:
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:

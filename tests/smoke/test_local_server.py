@@ -96,6 +96,9 @@ def test_serverless_package_builds_the_lambda_bundle_offline(deployed):
         "POST ApiGatewayMethodSubscriptionUpdateIdVarPost": True,
         "GET ApiGatewayMethodSubscriptionEligibleGet": True,
         "POST ApiGatewayMethodSubscriptionIdVarChargeRequestidVarPost": True,
+        "GET ApiGatewayMethodClubsGet": True,
+        "GET ApiGatewayMethodClubIdVarGet": True,
+        "GET ApiGatewayMethodSubscriptionIdVarGet": True,
         # The platform signs its webhooks (HMAC) and holds no API key.
         "POST ApiGatewayMethodWebhooksEcommercePost": False,
         # Flash promos (the website's key).

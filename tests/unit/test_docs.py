@@ -1,58 +1,62 @@
-"""GET /docs behind API Gateway: the page and the document find their way under a stage."""
+"""The README is a quick start, and the docs pages say who they are for and cite only what
+the repository holds."""
 
 from __future__ import annotations
 
-import yaml
+import re
+from pathlib import Path
 
-from handlers import docs
+import pytest
 
-
-def event(path: str, file: str | None, host: str, full_path: str, proto: str = "https") -> dict:
-    return {
-        "path": path,
-        "headers": {"Host": host, "X-Forwarded-Proto": proto},
-        "pathParameters": {"file": file} if file else None,
-        "requestContext": {"path": full_path, "stage": "prod"},
-    }
+ROOT = Path(__file__).resolve().parents[2]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 
-def test_the_document_served_behind_a_stage_names_that_stage_as_its_server():
-    # Given API Gateway's event for /prod/docs/openapi.yaml
-    host = "abc123.execute-api.eu-west-1.amazonaws.com"
-    answer = docs.lambda_handler(
-        event("/docs/openapi.yaml", "openapi.yaml", host, "/prod/docs/openapi.yaml"), None
-    )
-    # When the document is read
-    served = yaml.safe_load(answer["body"])
-    # Then "Try it out" calls the stage it came from, and the rest is openapi.yaml as is
-    assert answer["statusCode"] == 200
-    assert served["servers"][0]["url"] == f"https://{host}/prod"
-    original = yaml.safe_load(docs.DOCUMENT.read_text())
-    assert {**served, "servers": None} == {**original, "servers": None}
+def links(page: Path) -> list[str]:
+    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.DOTALL)
+    return [target for target in LINK.findall(text) if "://" not in target]
 
 
-def test_a_forged_host_header_does_not_reach_the_document():
-    # Given a Host header that is not a host name
-    answer = docs.lambda_handler(
-        event("/docs/openapi.yaml", "openapi.yaml", "evil.test/<script>", "/docs/openapi.yaml"),
-        None,
-    )
-    # Then the document keeps its own server
-    assert "<script>" not in answer["body"]
-    assert yaml.safe_load(answer["body"])["servers"][0]["url"] == "http://localhost:3000"
+def anchors(page: Path) -> set[str]:
+    """GitHub's anchors of the page's headings."""
+    found = set()
+    for heading in re.findall(r"^#+ (.+)$", page.read_text(), re.MULTILINE):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        found.add(slug)
+    return found
 
 
-def test_the_page_loads_swagger_ui_relative_to_itself_and_unknown_files_are_404():
-    # Given the page and the assets of the pinned Powertools wheel
-    page = docs.lambda_handler(event("/docs", None, "h", "/prod/docs"), None)
-    bundle = docs.lambda_handler(
-        event("/docs/swagger-ui-bundle.js", "swagger-ui-bundle.js", "h", "/p"), None
-    )
-    other = docs.lambda_handler(event("/docs/x", "../handlers/http.py", "h", "/p"), None)
-    # Then the page is HTML that builds its URLs from location.pathname, with no address
-    assert page["headers"]["Content-Type"].startswith("text/html")
-    assert "location.pathname" in page["body"]
-    assert "://" not in page["body"]
-    assert "SwaggerUIBundle" in bundle["body"]
-    # And nothing but the listed files is served
-    assert other["statusCode"] == 404
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_relative_link_points_at_a_file_and_heading_of_the_repository(page):
+    for target in links(page):
+        path, _, anchor = target.partition("#")
+        resolved = (page.parent / path).resolve() if path else page
+        assert resolved.exists(), f"{page.name} links to {target}, which is not in the repository"
+        if anchor and resolved.suffix == ".md":
+            assert anchor in anchors(resolved), f"{page.name}: no heading #{anchor} in {path}"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_no_page_cites_the_spec_files_kept_outside_the_repository(page):
+    assert not re.search(r"\bspec/[\w-]+\.md", page.read_text()), page.name
+
+
+@pytest.mark.parametrize("page", PAGES[1:], ids=lambda p: p.name)
+def test_every_docs_page_starts_with_who_it_is_for(page):
+    # Its first lines (a title may come first) say who it is for
+    opening = [line for line in page.read_text().splitlines() if line.strip()][:3]
+    assert any(
+        re.search(r"\bfor\b", line, re.IGNORECASE) and not line.startswith("#") for line in opening
+    ), f"{page.name} does not open with who it is for"
+
+
+def test_the_readme_is_a_quick_start_with_contents_and_links_to_every_docs_page():
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) < 300
+    assert "## Contents" in readme
+    for heading in ("## Quick start", "## Walkthrough", "## Endpoints", "## Make targets"):
+        assert heading in readme
+    linked = set(links(ROOT / "README.md"))
+    for page in PAGES[1:]:
+        assert f"docs/{page.name}" in linked, f"the README does not link docs/{page.name}"
