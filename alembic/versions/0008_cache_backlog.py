@@ -1,0 +1,98 @@
+"""The current-status cache under bulk writes: a backlog measure, a bounded request absorber.
+
+Revision 0004's readers computed every marked subscription live on every page, and the
+endpoint absorbed up to 100,000 marks before each first page: after a bulk write of
+plain SQL (triggers on), a listing took 16 to 64 times the plain rule and caught up only
+after about ten listings. Now (docs/eligible-cache.md):
+
+- `subscription_current_status_backlog()` tells how many marks wait, in two index probes
+  (the span of their sequence numbers: an upper bound, as the absorber takes the oldest
+  first), or NULL when everything is marked (after a TRUNCATE). Readers choose their path
+  by it: the cache, the cache and the marked rows computed live page by page, or the
+  plain rule over the history when the backlog is large.
+- `subscription_current_status_absorb_bounded(batch, backlog_limit)` is what a request
+  calls before its first page: it absorbs (as `_absorb(batch)`) only a backlog of at most
+  `backlog_limit` marks (or everything, when there are at most that many subscriptions),
+  so no request pays for a bulk write. The scheduled absorber
+  (`scripts/absorb_status.py`, every minute in the cloud and in a loop under `make run`)
+  takes large backlogs in slices, or rebuilds, and vacuums the cache after a bulk rewrite.
+- An index on subscription (id) INCLUDE (club_id) (indexes on approved tables are
+  allowed): the plain rule's pages walk it in id order next to the history's covering
+  index, a merge of two index-only scans, instead of a lookup per subscription.
+
+Revision ID: 0008
+Revises: 0006
+Create Date: 2026-12-01
+"""
+
+from alembic import op
+
+revision = "0008"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+OWNER = "SECURITY DEFINER SET search_path FROM CURRENT"
+
+BACKLOG = f"""
+CREATE FUNCTION subscription_current_status_backlog()
+RETURNS bigint LANGUAGE sql STABLE {OWNER} AS $$
+    SELECT CASE
+        WHEN EXISTS (SELECT 1 FROM subscription_status_dirty WHERE subscription_id IS NULL)
+            THEN NULL
+        ELSE coalesce(
+            (SELECT max(seq) FROM subscription_status_dirty)
+            - (SELECT min(seq) FROM subscription_status_dirty) + 1, 0)
+    END
+$$
+"""
+
+ABSORB_BOUNDED = f"""
+CREATE FUNCTION subscription_current_status_absorb_bounded(
+    batch integer, backlog_limit bigint
+) RETURNS bigint LANGUAGE plpgsql {OWNER} AS $$
+DECLARE
+    waiting bigint := subscription_current_status_backlog();
+BEGIN
+    -- A large backlog is the scheduled absorber's work: readers answer with the plain
+    -- rule meanwhile, and no request waits for a bulk write. Everything marked (after a
+    -- TRUNCATE) is small when the subscriptions are few.
+    IF waiting > backlog_limit OR (waiting IS NULL AND (
+        SELECT count(*) FROM (SELECT 1 FROM subscription LIMIT backlog_limit + 1) few
+    ) > backlog_limit) THEN
+        RETURN -2;
+    END IF;
+    RETURN subscription_current_status_absorb(batch);
+END $$
+"""
+
+# The scheduled absorber's rebuild: leaves the work to a running absorber instead of waiting.
+REBUILD_SKIP_LOCKED = f"""
+CREATE FUNCTION subscription_current_status_rebuild_skip_locked()
+RETURNS bigint LANGUAGE plpgsql {OWNER} AS $$
+BEGIN
+    PERFORM 1 FROM subscription_status_absorber WHERE id = 1 FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        RETURN -1;
+    END IF;
+    RETURN subscription_current_status_rebuild();
+END $$
+"""
+
+INDEX = "ix_subscription_id_club"
+
+
+def upgrade() -> None:
+    op.execute(BACKLOG)
+    op.execute(ABSORB_BOUNDED)
+    op.execute(REBUILD_SKIP_LOCKED)
+    op.execute(f"CREATE INDEX IF NOT EXISTS {INDEX} ON subscription (id) INCLUDE (club_id)")
+
+
+def downgrade() -> None:
+    op.execute(f"DROP INDEX IF EXISTS {INDEX}")
+    op.execute(
+        "DROP FUNCTION IF EXISTS subscription_current_status_absorb_bounded(integer, bigint)"
+    )
+    op.execute("DROP FUNCTION IF EXISTS subscription_current_status_rebuild_skip_locked()")
+    op.execute("DROP FUNCTION IF EXISTS subscription_current_status_backlog()")
