@@ -32,6 +32,7 @@ REBUILD_SHARE = 0.4
 # tuples left by anyone else, such as an operator's rebuild): rewritten pages are not
 # all-visible, and index-only scans then visit the heap for each of their rows.
 VACUUM_AFTER = 10_000
+STATS_LAG = 10.0
 # Rebuilds and slices can outlast the API's statement timeout.
 STATEMENT_TIMEOUT = "10min"
 
@@ -65,6 +66,7 @@ class Absorber:
         self.monotonic = monotonic
         self.sleep = sleep
         self.written_since_vacuum = 0
+        self.vacuumed_at = float("-inf")
 
     def state(self) -> tuple[int | None, int, int]:
         """(marks waiting or None for everything, cache rows, dead cache rows)."""
@@ -79,7 +81,7 @@ class Absorber:
             written = self._write("SELECT subscription_current_status_rebuild_skip_locked()")
             if written < 0:
                 return "busy", 0
-            self.written_since_vacuum += written + rows
+            self.written_since_vacuum += written + max(rows, 0)
             return "rebuild", written
         written = self._write("SELECT subscription_current_status_absorb(:batch)")
         if written < 0:
@@ -87,7 +89,9 @@ class Absorber:
         if written > 0:
             self.written_since_vacuum += written
             return "slice", written
-        if max(self.written_since_vacuum, dead) >= VACUUM_AFTER:
+        # The statistics' dead rows lag up to a second behind the writers that left them.
+        recent = self.monotonic() - self.vacuumed_at < STATS_LAG
+        if self.written_since_vacuum >= VACUUM_AFTER or (dead >= VACUUM_AFTER and not recent):
             self.vacuum()
             return "vacuum", 0
         return "idle", 0
@@ -103,6 +107,7 @@ class Absorber:
             conn.execute(text("VACUUM (ANALYZE) subscription_current_status"))
             conn.execute(text("VACUUM subscription_status_dirty"))
         self.written_since_vacuum = 0
+        self.vacuumed_at = self.monotonic()
 
     def run(self, budget: float, poll: float = 2.0) -> Summary:
         """Work for up to `budget` seconds (a step under way finishes), idling `poll` s."""
@@ -135,7 +140,10 @@ class Absorber:
 
 _STATE = text(
     "SELECT subscription_current_status_backlog(),"
-    " (SELECT reltuples FROM pg_class WHERE oid = 'subscription_current_status'::regclass),"
+    # The planner's estimate of the cache's size; counted when it was never analyzed.
+    " (SELECT CASE WHEN reltuples >= 0 THEN reltuples"
+    "   ELSE (SELECT count(*) FROM subscription_current_status) END"
+    "  FROM pg_class WHERE oid = 'subscription_current_status'::regclass),"
     " (SELECT n_dead_tup FROM pg_stat_user_tables"
     "  WHERE relid = 'subscription_current_status'::regclass)"
 )

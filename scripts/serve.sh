@@ -44,6 +44,11 @@ if [[ -z "${ECOMM_BASE_URL:-}" ]]; then
   export ECOMM_BASE_URL="http://127.0.0.1:$FAKE_ECOMM_PORT"
 fi
 
+# The scheduled current-status absorber (every minute in the cloud): keeps GET
+# /subscription/eligible on its fast path after bulk writes (docs/eligible-cache.md).
+python -m scripts.absorb_status --loop &
+children+=("$!")
+
 base="http://localhost:$PORT"
 cat <<MSG
 
