@@ -16,6 +16,9 @@ after about ten listings. Now (docs/eligible-cache.md):
   so no request pays for a bulk write. The scheduled absorber
   (`scripts/absorb_status.py`, every minute in the cloud and in a loop under `make run`)
   takes large backlogs in slices, or rebuilds, and vacuums the cache after a bulk rewrite.
+- A statement writing more than 200,000 history rows marks everything (as a TRUNCATE
+  does) rather than each subscription: the trigger then costs nothing measurable on a
+  million-row statement, and the scheduled absorber rebuilds the cache.
 - An index on subscription (id) INCLUDE (club_id) (indexes on approved tables are
   allowed): the plain rule's pages walk it in id order next to the history's covering
   index, a merge of two index-only scans, instead of a lookup per subscription.
@@ -24,6 +27,9 @@ Revision ID: 0008
 Revises: 0006
 Create Date: 2026-12-01
 """
+
+import importlib.util
+from pathlib import Path
 
 from alembic import op
 
@@ -79,6 +85,45 @@ BEGIN
 END $$
 """
 
+# Triggers: a statement writing more than this many history rows marks everything (one
+# NULL id, as a TRUNCATE does) instead of each subscription: a million marks cost the
+# statement about a third of its time, one costs nothing, and the scheduled absorber
+# rebuilds the cache within the minute (readers use the plain rule meanwhile).
+MARK_EVERYTHING_ABOVE = 200_000
+
+HISTORY_TRIGGER = f"""
+CREATE OR REPLACE FUNCTION subscription_current_status_history_changed()
+RETURNS trigger LANGUAGE plpgsql {OWNER} AS $$
+DECLARE
+    -- A session may lower it (tests): SET beer_club.mark_everything_above = '10'.
+    above bigint := coalesce(
+        nullif(current_setting('beer_club.mark_everything_above', true), '')::bigint,
+        {MARK_EVERYTHING_ABOVE});
+BEGIN
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        IF (SELECT count(*) FROM (SELECT 1 FROM new_rows LIMIT above + 1) n) > above THEN
+            INSERT INTO subscription_status_dirty (subscription_id) VALUES (NULL);
+            RETURN NULL;
+        END IF;
+    ELSIF (SELECT count(*) FROM (SELECT 1 FROM old_rows LIMIT above + 1) o) > above THEN
+        INSERT INTO subscription_status_dirty (subscription_id) VALUES (NULL);
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO subscription_status_dirty (subscription_id)
+        SELECT DISTINCT subscription_id FROM new_rows WHERE subscription_id IS NOT NULL;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO subscription_status_dirty (subscription_id)
+        SELECT DISTINCT subscription_id FROM old_rows WHERE subscription_id IS NOT NULL;
+    ELSE
+        INSERT INTO subscription_status_dirty (subscription_id)
+        SELECT subscription_id FROM new_rows WHERE subscription_id IS NOT NULL
+        UNION SELECT subscription_id FROM old_rows WHERE subscription_id IS NOT NULL;
+    END IF;
+    RETURN NULL;
+END $$
+"""
+
 INDEX = "ix_subscription_id_club"
 
 
@@ -86,10 +131,22 @@ def upgrade() -> None:
     op.execute(BACKLOG)
     op.execute(ABSORB_BOUNDED)
     op.execute(REBUILD_SKIP_LOCKED)
+    op.execute(HISTORY_TRIGGER)
     op.execute(f"CREATE INDEX IF NOT EXISTS {INDEX} ON subscription (id) INCLUDE (club_id)")
 
 
+def _revision_0004():
+    path = Path(__file__).with_name("0004_subscription_current_status.py")
+    spec = importlib.util.spec_from_file_location("revision_0004", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def downgrade() -> None:
+    op.execute(
+        _revision_0004().HISTORY_TRIGGER.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION")
+    )
     op.execute(f"DROP INDEX IF EXISTS {INDEX}")
     op.execute(
         "DROP FUNCTION IF EXISTS subscription_current_status_absorb_bounded(integer, bigint)"

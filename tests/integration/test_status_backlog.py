@@ -299,3 +299,29 @@ def test_the_cloud_handler_and_the_local_loop_absorb(db, absorbed, monkeypatch, 
     assert local.main(["--budget", "0"]) == 0
     assert '"absorbed": 1' in capsys.readouterr().out
     assert cache_row(db, subs[1]).status_id == 3
+
+
+def test_a_statement_writing_many_rows_marks_everything_once(db, now, absorbed, no_request_absorb):
+    # Given a session whose threshold is 10 rows (200,000 by default)
+    _, subs = absorbed
+    with db.begin() as conn:
+        conn.execute(text("SET LOCAL beer_club.mark_everything_above = '10'"))
+        # When one statement writes 30 history rows, and another 5
+        conn.execute(
+            text(
+                "INSERT INTO subscription_status_history (id, subscription_id, status_id,"
+                " effect_date) SELECT gen_random_uuid()::text, id, 2, :e FROM subscription"
+            ),
+            {"e": datetime(2026, 2, 1)},
+        )
+        conn.execute(
+            text("DELETE FROM subscription_status_history WHERE subscription_id <= :s"),
+            {"s": subs[4]},
+        )
+    # Then the first left one mark meaning "everything", the second one mark each
+    assert builders.count(db, "subscription_status_dirty", "subscription_id IS NULL") == 1
+    assert builders.count(db, "subscription_status_dirty", "subscription_id IS NOT NULL") == 5
+    # And the answers stay exact; the absorber rebuilds
+    assert_exact(db, now)
+    assert Absorber(db).run(budget=0).rebuilds == 1
+    assert_exact(db, now)
