@@ -70,8 +70,12 @@ class Absorber:
 
     def state(self) -> tuple[int | None, int, int]:
         """(marks waiting or None for everything, cache rows, dead cache rows)."""
+        count_up_to = int(self.slice / REBUILD_SHARE) + 1
         with self.engine.connect() as conn:
-            backlog, rows, dead = conn.execute(_STATE).one()
+            backlog, rows, dead = conn.execute(_STATE, {"count_up_to": count_up_to}).one()
+            if backlog is not None and backlog > self.slice and rows == count_up_to:
+                count_up_to = int(backlog / REBUILD_SHARE) + 1
+                rows = conn.execute(_STATE, {"count_up_to": count_up_to}).one()[1]
         return backlog, int(rows or 0), int(dead or 0)
 
     def step(self) -> tuple[str, int]:
@@ -140,10 +144,9 @@ class Absorber:
 
 _STATE = text(
     "SELECT subscription_current_status_backlog(),"
-    # The planner's estimate of the cache's size; counted when it was never analyzed.
-    " (SELECT CASE WHEN reltuples >= 0 THEN reltuples"
-    "   ELSE (SELECT count(*) FROM subscription_current_status) END"
-    "  FROM pg_class WHERE oid = 'subscription_current_status'::regclass),"
+    # The cache's rows, counted only as far as the rebuild decision needs.
+    " (SELECT count(*) FROM (SELECT 1 FROM subscription_current_status"
+    "  LIMIT :count_up_to) counted),"
     " (SELECT n_dead_tup FROM pg_stat_user_tables"
     "  WHERE relid = 'subscription_current_status'::regclass)"
 )
