@@ -86,6 +86,7 @@ class Absorber:
             if written < 0:
                 return "busy", 0
             self.written_since_vacuum += written + max(rows, 0)
+            self._analyze_history()
             return "rebuild", written
         written = self._write("SELECT subscription_current_status_absorb(:batch)")
         if written < 0:
@@ -104,6 +105,16 @@ class Absorber:
         with self.engine.begin() as conn:
             conn.execute(text(f"SET LOCAL statement_timeout = '{STATEMENT_TIMEOUT}'"))
             return int(conn.scalar(text(sql), {"batch": self.slice}))
+
+    def _analyze_history(self) -> None:
+        """After a rebuild (a bulk load, a TRUNCATE): statistics for the tables the plain
+        rule reads, which autovacuum may not have gathered yet. Only for the planner."""
+        try:
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+                c.execute(text(f"SET statement_timeout = '{STATEMENT_TIMEOUT}'"))
+                c.execute(text("ANALYZE subscription, subscription_status_history"))
+        except DBAPIError:
+            logger.warning("could not analyze the history after a rebuild", exc_info=True)
 
     def vacuum(self) -> None:
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
