@@ -107,12 +107,13 @@ class Absorber:
             return int(conn.scalar(text(sql), {"batch": self.slice}))
 
     def _analyze_history(self) -> None:
-        """After a rebuild (a bulk load, a TRUNCATE): statistics for the tables the plain
-        rule reads, which autovacuum may not have gathered yet. Only for the planner."""
+        """After a rebuild (a bulk load, a TRUNCATE): the tables the plain rule reads get
+        their statistics and visibility map, which autovacuum may not have built yet
+        (without them, its index-only scans visit the heap for every history row)."""
         try:
             with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
                 c.execute(text(f"SET statement_timeout = '{STATEMENT_TIMEOUT}'"))
-                c.execute(text("ANALYZE subscription, subscription_status_history"))
+                c.execute(text("VACUUM (ANALYZE) subscription, subscription_status_history"))
         except DBAPIError:
             logger.warning("could not analyze the history after a rebuild", exc_info=True)
 
