@@ -470,6 +470,7 @@ def plot(result: dict, path: Path) -> None:
             )
             ax.axvline(done, color="grey", alpha=0.4)
     ax.set_yscale("log")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("listings since the bulk write (10% of subscriptions, absorber running)")
     ax.set_ylabel("seconds")
     ax.set_title(f"GET /subscription/eligible at {result['size']:,} after a bulk write")
