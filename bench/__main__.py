@@ -197,7 +197,11 @@ def main(argv: list[str] | None = None) -> int:
         log(f"data set of {size:,} subscriptions")
         datasets.append(data.build(admin, size, migrate, log=log))
     results = []
+    from bench import cache_states
+
     for dataset in datasets:
+        # What the scheduled absorber does within a minute of any earlier run's writes.
+        cache_states.absorb_until_steady(dataset.url)
         log(f"eligible at {dataset.size:,}")
         results.append(eligible.measure(dataset, args.repeat))
         log(json.dumps(results[-1]))
@@ -258,7 +262,13 @@ def main(argv: list[str] | None = None) -> int:
 
     billing = billing_run.measure(biggest.url, ROOT)
     log(json.dumps(billing))
+    # Issue 14: every state of the current-status cache, at the biggest size.
+    log("cache states")
+    states = cache_states.measure(
+        admin, biggest.size, migrate, args.repeat, log, {"shared_buffers": SHARED_BUFFERS}
+    )
     run = {
+        "cache_states": states,
         "machine": report.machine(),
         "postgres": postgres_version(biggest.url),
         "repeat": args.repeat,
@@ -276,6 +286,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     report.plot(results, ROOT / report.PLOT)
     text, goals = report.markdown(run)
+    cache_plot = ROOT / cache_states.PLOT
+    cache_states.plot(states, cache_plot)
+    states_text, states_goals = cache_states.markdown(states, report.verdict)
+    text += states_text
+    goals.update(states_goals)
     Path(args.output).write_text(text)
     (ROOT / "bench-results.json").write_text(json.dumps(run, indent=2, default=str))
     sys.stdout = real_stdout

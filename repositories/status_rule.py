@@ -27,6 +27,7 @@ from sqlalchemy import (
     and_,
     or_,
     select,
+    true,
     union,
 )
 
@@ -121,14 +122,28 @@ def cached_status_holds(at: datetime) -> ColumnElement[bool]:
     )
 
 
-def cached_status_stale(at: datetime) -> CompoundSelect:
+def cached_status_stale(
+    at: datetime, after: ColumnElement[Any] | None = None, upper: ColumnElement[Any] | None = None
+) -> CompoundSelect:
     """Subscriptions whose status must be computed live at `at` (the complement of the
-    above, written so each part uses an index; the last part is empty but after a TRUNCATE)."""
+    above, written so each part uses an index; the last part is empty but after a TRUNCATE),
+    optionally only those with an id in (after, upper] (a NULL bound is open)."""
     c = CURRENT_STATUS.c
     subscription = Subscription.__table__.c
+
+    def within(column: ColumnElement[Any]) -> ColumnElement[bool]:
+        conditions = []
+        if after is not None:
+            conditions.append(or_(after.is_(None), column > after))
+        if upper is not None:
+            conditions.append(or_(upper.is_(None), column <= upper))
+        return and_(true(), *conditions)
+
     return union(
-        select(c.subscription_id).where(c.valid_until <= at),
-        select(c.subscription_id).where(c.valid_from > at),
-        select(DIRTY.c.subscription_id).where(DIRTY.c.subscription_id.is_not(None)),
-        select(subscription.id).where(_everything_dirty()),
+        select(c.subscription_id).where(c.valid_until <= at, within(c.subscription_id)),
+        select(c.subscription_id).where(c.valid_from > at, within(c.subscription_id)),
+        select(DIRTY.c.subscription_id).where(
+            DIRTY.c.subscription_id.is_not(None), within(DIRTY.c.subscription_id)
+        ),
+        select(subscription.id).where(_everything_dirty(), within(subscription.id)),
     )

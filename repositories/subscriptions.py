@@ -5,6 +5,7 @@ from datetime import datetime
 from operator import itemgetter
 
 from sqlalchemy import (
+    ColumnElement,
     CompoundSelect,
     DateTime,
     Integer,
@@ -33,6 +34,7 @@ from common.observability import logger
 from domain.model import StatusChange, Subscription, SubscriptionStatus
 from repositories.status_rule import (
     CURRENT_STATUS,
+    SUBSCRIPTIONS,
     cached_status_holds,
     cached_status_stale,
     current_club_status,
@@ -186,17 +188,26 @@ class SqlAlchemySubscriptionRepository:
         conn = self.connection.execution_options(isolation_level="REPEATABLE READ")
         # The shipping clubs come back as an array's text and go back as it: a literal the
         # server reads at once (a Python list would be sent as ARRAY[...] of a thousand terms).
-        shipping, any_stale = conn.execute(
-            _SHIPPING_AND_STALE, {"at": at, "statuses": [int(s) for s in club_statuses]}
+        shipping, backlog, outside, cache_rows = conn.execute(
+            _SHIPPING_AND_BACKLOG,
+            {"at": at, "statuses": [int(s) for s in club_statuses], "cap": MIX_CAP},
         ).one()
         if shipping == "{}":
             return []
         params = {"at": at, "shipping": shipping, "after": after, "limit": limit}
-        if not any_stale:
-            # Nothing is dirty or outside its interval in this snapshot: every cache row holds.
+        path = eligible_path(backlog, outside, cache_rows)
+        if path == "cache":
+            # Nothing is marked or outside its interval in this snapshot: every cache row holds.
             return (_FRESH if after is None else _FRESH_AFTER).fetch(conn, params)
+        if path == "rule":
+            # A large backlog (a bulk write the scheduled absorber has not folded in yet):
+            # the plain rule over the history, page by page, costs what the rule costs.
+            conn.execute(_RULE_PLAN)
+            return (_RULE if after is None else _RULE_AFTER).fetch(conn, params)
         cached_ids = (_CACHED if after is None else _CACHED_AFTER).fetch(conn, params)
-        live_ids = (_LIVE if after is None else _LIVE_AFTER).fetch(conn, params)
+        # Only the marked rows up to the cached page's last id can belong to this page.
+        upper = cached_ids[-1] if limit is not None and len(cached_ids) == limit else None
+        live_ids = _LIVE.fetch(conn, params | {"upper": upper})
         if not live_ids:
             return cached_ids
         # The two parts are disjoint; PostgreSQL merges them, so the order stays the database
@@ -204,17 +215,50 @@ class SqlAlchemySubscriptionRepository:
         return _MERGE.fetch(conn, {"ids": cached_ids + live_ids, "limit": limit})
 
     def _absorb(self) -> None:
-        """Fold the writes since the last read into the cache, before the first page.
+        """Fold a small backlog of writes into the cache, before the first page.
 
         Its own short READ COMMITTED transaction on the unit of work's connection (a Lambda
-        holds one), committed before the page's snapshot is taken. Only for speed: the
+        holds one), committed before the page's snapshot is taken. A backlog above
+        REQUEST_ABSORB_BACKLOG marks is left to the scheduled absorber
+        (scripts/absorb_status.py): no request pays for a bulk write. Only for speed: the
         reads below are exact either way, so a failure is only logged.
         """
         try:
             with self.connection.begin():
-                self.connection.execute(_ABSORB)
+                self.connection.execute(
+                    _ABSORB,
+                    {"batch": REQUEST_ABSORB_BATCH, "backlog_limit": REQUEST_ABSORB_BACKLOG},
+                )
         except DBAPIError:
             logger.warning("current-status cache not refreshed", exc_info=True)
+
+
+# A request absorbs at most this many marks (and rows whose scheduled change fell due),
+# and only when no more than this many wait: a few milliseconds.
+REQUEST_ABSORB_BATCH = 1_000
+REQUEST_ABSORB_BACKLOG = 1_000
+# Up to this share of the cache marked or outside its interval (and at least MIX_FLOOR
+# rows), a page reads the cache and computes the marked rows of its own id range live
+# (about 10 us each); above it, the plain rule over the history, which costs what the
+# rule costs. Rows outside their interval are counted up to MIX_CAP.
+MIX_SHARE = 0.15
+MIX_FLOOR = 5_000
+MIX_CAP = 200_000
+
+
+def eligible_path(backlog: int | None, outside: int, cache_rows: float | None) -> str:
+    """Which statements serve a page: "cache", "mixed" or "rule".
+
+    `backlog`: the marks waiting (None: everything is marked); `outside`: cache rows whose
+    interval does not hold at the instant asked; `cache_rows`: the planner's estimate of
+    the cache's size (-1 before its first ANALYZE).
+    """
+    if backlog is None:
+        return "rule"
+    if backlog == 0 and outside == 0:
+        return "cache"
+    limit = max(MIX_FLOOR, MIX_SHARE * (cache_rows or 0))
+    return "mixed" if backlog + outside <= limit else "rule"
 
 
 def _ids(conn: Connection, stmt: Executable, params: dict) -> list[str]:
@@ -258,8 +302,14 @@ def _eligible_statements():
     """GET /subscription/eligible's statements, built once per container (they are hot)."""
     at = bindparam("at", type_=DateTime)
     clubs = current_club_status(at).subquery("club_now")
-    stale = cached_status_stale(at).subquery("stale")
-    shipping_and_stale = select(
+    cache = CURRENT_STATUS.c
+    cap = bindparam("cap", type_=Integer)
+
+    def capped_count(condition) -> ColumnElement:
+        rows = select(literal(1)).where(condition).limit(cap).subquery()
+        return select(func.count()).select_from(rows).scalar_subquery()
+
+    shipping_and_backlog = select(
         cast(
             func.array(
                 select(clubs.c.entity_id)
@@ -268,19 +318,25 @@ def _eligible_statements():
             ),
             Text,
         ),
-        select(stale.c.subscription_id).exists(),
+        func.subscription_current_status_backlog(),
+        # Index scans, bounded: rows whose interval does not hold at `at`.
+        capped_count(cache.valid_until <= at) + capped_count(cache.valid_from > at),
+        select(text("reltuples"))
+        .select_from(text("pg_class"))
+        .where(text("oid = 'subscription_current_status'::regclass"))
+        .scalar_subquery(),
     )
     shipping = any_(cast(bindparam("shipping", type_=Text), ARRAY(Integer)))
     # `club_id + 0`, not the bare column: the planner then does not estimate the selectivity
     # of each of the thousand clubs against the column's statistics (about 1 ms a page, more
     # than the plan is worth: the ordered index scan is the only sensible one). PostgreSQL
     # still tests the constant list through a hash table.
-    cache_club = CURRENT_STATUS.c.club_id + literal_column("0")
+    cache_club = cache.club_id + literal_column("0")
     limit = bindparam("limit", type_=Integer)
     after = bindparam("after", type_=String)
+    upper = bindparam("upper", type_=String)
     active = int(SubscriptionStatus.ACTIVE)
     # Cache rows whose interval holds at `at`, in id order from the ACTIVE-only index ...
-    cache = CURRENT_STATUS.c
     fresh = (
         select(cache.subscription_id)
         .where(cache.status_id == active, cache_club == shipping)
@@ -288,46 +344,71 @@ def _eligible_statements():
         .limit(limit)
     )
     cached = fresh.where(cached_status_holds(at))
-    # ... and the rule applied live to the few whose interval does not hold (a scheduled
-    # change fell due since they were computed, or `at` is earlier than their computation).
-    live_status = current_subscription_status(
-        at, SubscriptionStatusHistory.subscription_id.in_(select(stale.c.subscription_id))
-    ).subquery("live_status")
+    # ... and the rule applied live to the few whose interval does not hold or that are
+    # marked, within the page's id range (after, upper] (psycopg2 sends the values inline,
+    # so the planner drops the tests of an absent bound).
+    # One probe of the history's covering index per marked id (a correlated LIMIT 1): as a
+    # DISTINCT ON joined to the marked ids, the planner walked the whole history instead.
+    stale = cached_status_stale(at, after, upper).subquery("stale")
     row = SubscriptionRow.__table__.c
     live = (
         select(row.id)
-        .join(live_status, live_status.c.entity_id == row.id)
-        .where(live_status.c.status_id == active, row.club_id == shipping)
+        .join(stale, stale.c.subscription_id == row.id)
+        .where(SUBSCRIPTIONS.status_of(row.id, at) == active, row.club_id == shipping)
         .order_by(row.id)
         .limit(limit)
     )
+    # The plain rule, a page at a time: the history's covering index and subscription's
+    # (id) INCLUDE (club_id) index (revision 0008), both walked in id order and merged.
+    rule_status = current_subscription_status(at).subquery("rule_status")
+    rule = (
+        select(row.id)
+        .join(rule_status, rule_status.c.entity_id == row.id)
+        .where(rule_status.c.status_id == active, row.club_id + literal_column("0") == shipping)
+        .order_by(row.id)
+        .limit(limit)
+    )
+    rule_after = rule.where(row.id > after)
+    rule_after = rule_after.where(rule_status.c.entity_id > after)
     merged = select(func.unnest(bindparam("ids", type_=ARRAY(String)))).subquery("merged")
     merge = select(merged.c[0]).order_by(merged.c[0]).limit(limit)
     return (
-        shipping_and_stale,
+        shipping_and_backlog,
         _IdList(fresh),
         _IdList(fresh.where(cache.subscription_id > after)),
         _IdList(cached),
         _IdList(cached.where(cache.subscription_id > after)),
         _IdList(live),
-        _IdList(live.where(row.id > after)),
+        _IdList(rule),
+        _IdList(rule_after),
         _IdList(merge),
     )
 
 
 (
-    _SHIPPING_AND_STALE,
+    _SHIPPING_AND_BACKLOG,
     _FRESH,
     _FRESH_AFTER,
     _CACHED,
     _CACHED_AFTER,
     _LIVE,
-    _LIVE_AFTER,
+    _RULE,
+    _RULE_AFTER,
     _MERGE,
 ) = _eligible_statements()
 
 
-_ABSORB = text("SELECT subscription_current_status_absorb()")
+# The plain rule's page has one good plan: both indexes walked in id order, a nested loop,
+# no worker. Right after a bulk load the tables have no statistics yet, and the planner
+# then chose parallel hash joins over the whole history for each page (0.7 s instead of
+# 50 ms at a million subscriptions). For the page's transaction only.
+_RULE_PLAN = text(
+    "SELECT set_config('max_parallel_workers_per_gather', '0', true),"
+    " set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true),"
+    " set_config('enable_sort', 'off', true), set_config('enable_seqscan', 'off', true)"
+)
+
+_ABSORB = text("SELECT subscription_current_status_absorb_bounded(:batch, :backlog_limit)")
 
 
 class SqlAlchemyStatusHistoryRepository:

@@ -78,6 +78,11 @@ STATE
   umask 022
 fi
 
+# The scheduled current-status absorber (every minute in the cloud): keeps GET
+# /subscription/eligible on its fast path after bulk writes (docs/eligible-cache.md).
+python -m scripts.absorb_status --loop &
+children+=("$!")
+
 base="http://localhost:$PORT"
 cat <<MSG
 

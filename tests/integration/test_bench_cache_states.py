@@ -1,0 +1,80 @@
+"""The cache-state benchmark's verdicts (bench/cache_states.py): a missed goal fails the
+run. No timing is asserted here."""
+
+from __future__ import annotations
+
+from bench import cache_states, report
+
+
+def state(name: str, pages: float, first: float, settings: str = "tuned") -> dict:
+    reference = 2.0
+    return {
+        "state": name,
+        "settings": settings,
+        "rounds": 5,
+        "pages_s": pages,
+        "first_page_s": first,
+        "reference_s": reference,
+        "pages_ratio": pages / reference,
+        "first_ratio": first / reference,
+        "correct": True,
+        "backlog": None if name == "loaded" else 0,
+    }
+
+
+def result(**changes) -> dict:
+    listing = {
+        "since_write_s": 1.0,
+        "pages_s": 1.0,
+        "first_page_s": 0.05,
+        "reference_s": 2.0,
+        "correct": True,
+    }
+    base = {
+        "size": 1_000_000,
+        "cloned_s": 10.0,
+        "bulk_rows": 100_000,
+        "loaded_to_steady_s": 40.0,
+        "states": [
+            state("loaded", 2.2, 0.05),
+            state("steady", 0.5, 0.02),
+            state("bulk", 2.0, 0.06),
+            state("partly", 1.5, 0.05),
+            state("steady after the bulk write", 0.6, 0.02),
+        ],
+        "series": {"rows": 100_000, "steady_after_s": 30.0, "listings": [listing] * 3},
+        "triggers": {
+            "rows": 1_000_000,
+            "with_s": 10.5,
+            "without_s": 10.0,
+            "overhead": 0.05,
+            "all": {"with_s": [10.5], "without_s": [10.0]},
+        },
+    }
+    return base | changes
+
+
+def test_every_goal_passes_when_every_state_meets_it():
+    text, goals = cache_states.markdown(result(), report.verdict)
+    assert goals
+    assert all(goals.values())
+    assert "| loaded | tuned | 5 |" in text
+    assert "back to steady 30.0 s after the write's commit" in text
+
+
+def test_each_missed_goal_fails_the_run():
+    slow_loaded = result()
+    slow_loaded["states"][0] = state("loaded", 2.4, 0.05)  # 1.2 x the reference
+    slow_first = result()
+    slow_first["states"][2] = state("bulk", 2.0, 0.11)  # first page 0.055
+    unsteady = result()
+    unsteady["states"][1] = state("steady", 0.7, 0.02)  # 0.35 of the reference
+    late = result(series={"rows": 1, "steady_after_s": 61.0, "listings": []})
+    never = result(series={"rows": 1, "steady_after_s": None, "listings": []})
+    costly = result()
+    costly["triggers"] = costly["triggers"] | {"overhead": 0.3}
+    wrong = result()
+    wrong["states"][3] = wrong["states"][3] | {"correct": False}
+    for case in (slow_loaded, slow_first, unsteady, late, never, costly, wrong):
+        _, goals = cache_states.markdown(case, report.verdict)
+        assert [goal for goal, passed in goals.items() if not passed], case

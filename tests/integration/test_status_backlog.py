@@ -1,0 +1,327 @@
+"""The current-status cache under bulk writes (issue 14, docs/eligible-cache.md).
+
+- the incremental path on its own: writes after a first read, folded in by the absorber's
+  slices (never a rebuild), with ties on effect_date between a row that has a create_date
+  and one whose create_date is NULL (the rule ranks NULL lowest);
+- the three read paths (cache, cache + marked rows live within the page, plain rule) give
+  the rule's answer, and the backlog decides which one serves;
+- the scheduled absorber (slices, rebuild, vacuum), in the cloud handler and locally; it
+  never makes a writer wait.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import text
+
+from repositories import subscriptions
+from repositories.status_absorber import Absorber
+from tests import builders
+from tests.integration.test_eligible_cache import (
+    absorb,
+    assert_exact,
+    endpoint_answer,
+    paged_answer,
+    real_now,
+    rule_answer,
+    sql,
+)
+
+TIE = datetime(2026, 6, 1, 9, 30)
+
+
+def cache_row(db, sub: str):
+    with db.connect() as conn:
+        return conn.execute(
+            text(
+                "SELECT status_id, valid_from, valid_until FROM subscription_current_status"
+                " WHERE subscription_id = :s"
+            ),
+            {"s": sub},
+        ).first()
+
+
+def rule_status(db, sub: str, at: datetime):
+    with db.connect() as conn:
+        return conn.scalar(
+            text(
+                "SELECT status_id FROM subscription_status_history"
+                " WHERE subscription_id = :s AND effect_date <= :at"
+                " ORDER BY effect_date DESC, create_date DESC NULLS LAST, id DESC LIMIT 1"
+            ),
+            {"s": sub, "at": at},
+        )
+
+
+def backlog(db):
+    with db.connect() as conn:
+        return conn.scalar(text("SELECT subscription_current_status_backlog()"))
+
+
+@pytest.fixture
+def absorbed(db, now):
+    """Thirty subscriptions in one club, read once (the cache absorbed them), no marks left."""
+    club = builders.club(db)
+    subs = sorted(builders.subscription(db, club) for _ in range(30))
+    now(real_now())
+    assert endpoint_answer() == subs
+    assert backlog(db) == 0
+    return club, subs
+
+
+@pytest.fixture
+def no_request_absorb(monkeypatch):
+    """Pages absorb nothing themselves: what a large backlog looks like to a request."""
+    monkeypatch.setattr(subscriptions, "REQUEST_ABSORB_BACKLOG", 0)
+
+
+@pytest.fixture
+def paths(monkeypatch):
+    """The read path each page took."""
+    taken: list[str] = []
+    choose = subscriptions.eligible_path
+
+    def spy(*args):
+        taken.append(choose(*args))
+        return taken[-1]
+
+    monkeypatch.setattr(subscriptions, "eligible_path", spy)
+    return taken
+
+
+def tie_rows(db, sub: str, dated_status: int, undated_status: int) -> None:
+    """Two rows on the same effect_date: one with a create_date, one without. The undated
+    row gets the greater id, so only the NULL ranking separates them."""
+    builders.subscription_status(db, sub, dated_status, TIE, TIE, row_id=f"a-{uuid.uuid4().hex}")
+    builders.subscription_status(db, sub, undated_status, TIE, None, row_id=f"z-{uuid.uuid4().hex}")
+
+
+def test_writes_after_a_first_read_are_folded_in_by_slices_with_null_create_dates_lowest(
+    db, now, absorbed
+):
+    # Given a cache that absorbed its subscriptions at a first read
+    _, subs = absorbed
+    kept_active, kept_paused = subs[3], subs[7]
+    # When, after that read, each gets two rows on one effect_date, one of them undated:
+    # the dated one counts (ACTIVE for the first, PAUSED for the second)
+    tie_rows(db, kept_active, dated_status=1, undated_status=2)
+    tie_rows(db, kept_paused, dated_status=2, undated_status=1)
+    assert backlog(db) == 4  # two statements per subscription, one mark each
+    # Then the absorber's incremental path (not a rebuild: nothing says "everything")
+    # takes exactly those marks and writes the rule's answer for both
+    assert absorb(db) == 2
+    present = real_now()
+    for sub, status in ((kept_active, 1), (kept_paused, 2)):
+        assert rule_status(db, sub, present) == status
+        assert cache_row(db, sub).status_id == status, sub
+        assert cache_row(db, sub).valid_from == TIE
+    # And the endpoint, reading the cache alone now, agrees with the rule
+    now(present)
+    assert endpoint_answer() == rule_answer(db, present)
+    assert kept_active in endpoint_answer()
+    assert kept_paused not in endpoint_answer()
+
+
+def test_marked_rows_are_computed_live_within_each_page_until_absorbed(
+    db, now, absorbed, no_request_absorb, paths
+):
+    # Given an absorbed cache, then writes after the first read that pages do not absorb:
+    # ties with undated rows, a pause, a scheduled change, a reactivation
+    club, subs = absorbed
+    tie_rows(db, subs[0], dated_status=2, undated_status=1)
+    tie_rows(db, subs[10], dated_status=1, undated_status=3)
+    builders.subscription_status(db, subs[20], 2, real_now() - timedelta(hours=1))
+    builders.subscription_status(db, subs[29], 3, real_now() + timedelta(days=2))
+    late = builders.subscription(db, club, status_id=1, effect_date=datetime(2026, 1, 1))
+    # When every page is read, pages of 3 and whole, at several instants
+    # Then each answer is the rule's, through the cache plus the marked rows live
+    assert_exact(db, now)
+    assert set(paths) == {"mixed"}
+    assert late in rule_answer(db, real_now())
+    assert cache_row(db, late) is None  # never absorbed: computed live every time
+
+
+def test_a_large_backlog_is_answered_with_the_plain_rule(
+    db, now, absorbed, no_request_absorb, paths, monkeypatch
+):
+    # Given more marks than the share of the cache a page computes live
+    _, subs = absorbed
+    sql(
+        db,
+        "INSERT INTO subscription_status_history (id, subscription_id, status_id, effect_date,"
+        " create_date) SELECT gen_random_uuid()::text, id, 2, :e, NULL FROM subscription"
+        " WHERE id <= :last",
+        e=TIE,
+        last=subs[15],
+    )
+    tie_rows(db, subs[20], dated_status=2, undated_status=1)
+    monkeypatch.setattr(subscriptions, "MIX_FLOOR", 5)
+    # When every page is read
+    # Then the answers are the rule's, page by page over the history
+    assert_exact(db, now)
+    assert set(paths) == {"rule"}
+
+
+def test_everything_marked_is_answered_with_the_plain_rule_until_the_absorber_rebuilds(
+    db, now, absorbed, no_request_absorb, paths
+):
+    # Given an operator's TRUNCATE of the history (everything marked) and new rows
+    _, subs = absorbed
+    sql(db, "TRUNCATE subscription_status_history")
+    tie_rows(db, subs[1], dated_status=1, undated_status=2)
+    assert backlog(db) is None
+    now(real_now())
+    assert paged_answer() == rule_answer(db, real_now()) == [subs[1]]
+    assert set(paths) == {"rule"}
+    # When the scheduled absorber runs
+    summary = Absorber(db).run(budget=0)
+    # Then it rebuilt the cache, and pages read the cache alone again
+    assert summary.rebuilds == 1
+    assert backlog(db) == 0
+    paths.clear()
+    assert paged_answer() == [subs[1]]
+    assert set(paths) == {"cache"}
+
+
+def test_the_path_follows_the_backlog():
+    path = subscriptions.eligible_path
+    assert path(0, 0, 1_000_000) == "cache"
+    assert path(None, 0, 1_000_000) == "rule"
+    assert path(1, 0, 1_000_000) == "mixed"
+    assert path(0, 1, 1_000_000) == "mixed"
+    assert path(150_000, 0, 1_000_000) == "mixed"
+    assert path(150_001, 0, 1_000_000) == "rule"
+    assert path(100_000, 60_000, 1_000_000) == "rule"
+    # A cache never analyzed (-1) or small: up to MIX_FLOOR marks are computed live
+    assert path(subscriptions.MIX_FLOOR, 0, -1) == "mixed"
+    assert path(subscriptions.MIX_FLOOR + 1, 0, 100) == "rule"
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_the_scheduled_absorber_takes_a_bulk_write_in_slices_then_vacuums(
+    db, now, absorbed, monkeypatch
+):
+    # Given one statement that paused every subscription of the club after a first read
+    _, subs = absorbed
+    sql(
+        db,
+        "INSERT INTO subscription_status_history (id, subscription_id, status_id, effect_date,"
+        " create_date) SELECT gen_random_uuid()::text, id, 2, :e, :e FROM subscription",
+        e=real_now() - timedelta(minutes=1),
+    )
+    assert backlog(db) == 30
+    monkeypatch.setattr("repositories.status_absorber.VACUUM_AFTER", 25)
+    # (every row marked: by default one rebuild would be cheaper than slices)
+    monkeypatch.setattr("repositories.status_absorber.REBUILD_SHARE", 1.0)
+    clock = FakeTime()
+    # When the absorber runs with slices of 8 for a budget of 10 s, polling every 2 s
+    summary = Absorber(db, slice_=8, monotonic=clock.monotonic, sleep=clock.sleep).run(10, 2)
+    # Then it took the marks in four slices, no rebuild, then vacuumed the cache once
+    assert (summary.slices, summary.rebuilds, summary.vacuums) == (4, 0, 1)
+    assert summary.absorbed == 30
+    assert summary.last_backlog == 0
+    # And waited for more work until its budget ran out
+    assert clock.sleeps == [2, 2, 2, 2]
+    # And the cache is the rule's answer, every page all-visible (index-only scans)
+    with db.connect() as conn:
+        pages, visible = conn.execute(
+            text(
+                "SELECT relpages, relallvisible FROM pg_class"
+                " WHERE oid = 'subscription_current_status'::regclass"
+            )
+        ).one()
+    assert pages > 0
+    assert visible == pages
+    present = real_now()
+    assert all(cache_row(db, s).status_id == 2 for s in subs)
+    now(present)
+    assert endpoint_answer() == rule_answer(db, present) == []
+
+
+def test_the_absorber_never_makes_a_writer_wait(db, absorbed):
+    # Given marks, and an absorber inside its transaction (lock held, cache rows written)
+    _, subs = absorbed
+    builders.subscription_status(db, subs[0], 2, datetime(2026, 2, 1))
+    with db.connect() as absorbing:
+        absorbing.begin()
+        assert absorbing.scalar(text("SELECT subscription_current_status_absorb()")) == 1
+        # When writers touch the same subscription and its history meanwhile
+        with db.begin() as writer:
+            writer.execute(text("SET LOCAL lock_timeout = '2s'"))
+            writer.execute(
+                text(
+                    "INSERT INTO subscription_status_history (id, subscription_id, status_id,"
+                    " effect_date) VALUES (gen_random_uuid()::text, :s, 1, :e)"
+                ),
+                {"s": subs[0], "e": datetime(2026, 3, 1)},
+            )
+            writer.execute(
+                text("DELETE FROM subscription_status_history WHERE subscription_id = :s"),
+                {"s": subs[1]},
+            )
+        # Then they committed at once; a second absorber leaves the work to the first
+        assert Absorber(db).step() == ("busy", 0)
+        absorbing.rollback()
+    assert Absorber(db).run(budget=0).last_backlog == 0
+
+
+def test_the_cloud_handler_and_the_local_loop_absorb(db, absorbed, monkeypatch, capsys):
+    from handlers import absorb_status
+    from scripts import absorb_status as local
+    from tests.events import LambdaContext
+
+    _, subs = absorbed
+    builders.subscription_status(db, subs[0], 2, datetime(2026, 2, 1))
+    # When the scheduled function runs (a budget of 0: one pass)
+    monkeypatch.setenv("ABSORB_BUDGET_SECONDS", "0")
+    result = absorb_status.lambda_handler({}, LambdaContext())
+    # Then it absorbed the mark
+    assert result["absorbed"] == 1
+    assert result["last_backlog"] == 0
+    assert cache_row(db, subs[0]).status_id == 2
+    # And the local equivalent (scripts/serve.sh runs it with --loop) does the same
+    builders.subscription_status(db, subs[1], 3, datetime(2026, 2, 1))
+    assert local.main(["--budget", "0"]) == 0
+    assert '"absorbed": 1' in capsys.readouterr().out
+    assert cache_row(db, subs[1]).status_id == 3
+
+
+def test_a_statement_writing_many_rows_marks_everything_once(db, now, absorbed, no_request_absorb):
+    # Given a session whose threshold is 10 rows (200,000 by default)
+    _, subs = absorbed
+    with db.begin() as conn:
+        conn.execute(text("SET LOCAL beer_club.mark_everything_above = '10'"))
+        # When one statement writes 30 history rows, and another 5
+        conn.execute(
+            text(
+                "INSERT INTO subscription_status_history (id, subscription_id, status_id,"
+                " effect_date) SELECT gen_random_uuid()::text, id, 2, :e FROM subscription"
+            ),
+            {"e": datetime(2026, 2, 1)},
+        )
+        conn.execute(
+            text("DELETE FROM subscription_status_history WHERE subscription_id <= :s"),
+            {"s": subs[4]},
+        )
+    # Then the first left one mark meaning "everything", the second one mark each
+    assert builders.count(db, "subscription_status_dirty", "subscription_id IS NULL") == 1
+    assert builders.count(db, "subscription_status_dirty", "subscription_id IS NOT NULL") == 5
+    # And the answers stay exact; the absorber rebuilds
+    assert_exact(db, now)
+    assert Absorber(db).run(budget=0).rebuilds == 1
+    assert_exact(db, now)
