@@ -10,39 +10,17 @@ from typing import Any
 
 import orjson
 
+from adapters.sqs_batches import BATCH_SIZE, QueueSendFailed, SqsBatchQueue
 from domain.promo_model import Announcement
 
-BATCH_SIZE = 10
+__all__ = ["BATCH_SIZE", "QueueSendFailed", "SqsAnnouncementQueue"]
+
+# QueueSendFailed here: the promo stays unannounced and the next minute's run announces it
+# again (customers already told are not told twice).
 
 
-class QueueSendFailed(RuntimeError):
-    """Some announcements could not be queued; the promo stays unannounced and the next
-    minute's run announces it again (customers already told are not told twice)."""
-
-
-class SqsAnnouncementQueue:
-    def __init__(self, queue_url: str, client: Any = None) -> None:
-        if client is None:
-            import boto3
-
-            client = boto3.client("sqs")
-        self.queue_url = queue_url
-        self.client = client
-
-    def send(self, messages: Sequence[Announcement]) -> None:
-        if len(messages) > BATCH_SIZE:
-            raise ValueError(f"at most {BATCH_SIZE} messages per batch")
-        entries = [
-            {"Id": str(n), "MessageBody": orjson.dumps(m.to_dict()).decode()}
-            for n, m in enumerate(messages)
-        ]
-        for _ in range(2):
-            response = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
-            failed = {f["Id"] for f in response.get("Failed", [])}
-            entries = [e for e in entries if e["Id"] in failed]
-            if not entries:
-                return
-        raise QueueSendFailed(f"{len(entries)} promo announcement(s) could not be queued")
+class SqsAnnouncementQueue(SqsBatchQueue):
+    noun = "promo announcement"
 
     def flush(self) -> None:
         """Every send() has returned: nothing is pending."""
