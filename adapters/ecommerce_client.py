@@ -10,7 +10,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
-from domain.errors import PlatformTimeout, PlatformUnreachable
+from domain.errors import LookupUnsupported, PlatformTimeout, PlatformUnreachable
 from domain.ports import PlatformAnswer
 
 MAX_RECORDED_BODY = 64 * 1024
@@ -47,13 +47,51 @@ class HttpEcommerce:
         self.timeout = timeout_seconds
         self.session = session or new_session()
 
-    def place_order(self, request_id: str, customer_id: str, sku_id: int) -> PlatformAnswer:
-        url = f"{self.base_url}/order/{quote(request_id, safe='')}"
-        headers = {
+    def ready(self) -> None:
+        """Resolve the secret now (cached by the secrets adapter): PlatformNotConfigured
+        before anything is written rather than after."""
+        self._secret()
+
+    def _headers(self) -> dict[str, str]:
+        return {
             "x-api-key": self.api_key,
             "x-api-secret": self._secret(),
             "Content-Type": "application/json",
         }
+
+    def _get(self, path: str, what: str) -> requests.Response:
+        try:
+            response = self.session.get(
+                f"{self.base_url}{path}", headers=self._headers(), timeout=self.timeout
+            )
+        except requests.RequestException:
+            raise PlatformUnreachable(f"the e-commerce platform could not {what}") from None
+        if response.status_code in (405, 501) or (
+            response.status_code == 404 and "json" not in response.headers.get("content-type", "")
+        ):
+            raise LookupUnsupported(what)
+        return response
+
+    def find_order(self, request_id: str) -> dict | None:
+        """GET /order/{request_id}: the order, or None when the platform has none."""
+        response = self._get(f"/order/{quote(request_id, safe='')}", "look an order up")
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise PlatformUnreachable(
+                f"the order lookup answered HTTP {response.status_code}", sent=False
+            )
+        return orjson.loads(response.content)
+
+    def list_orders(self) -> list[dict]:
+        response = self._get("/orders", "list its orders")
+        if response.status_code != 200:
+            raise LookupUnsupported("list its orders")
+        return orjson.loads(response.content)
+
+    def place_order(self, request_id: str, customer_id: str, sku_id: int) -> PlatformAnswer:
+        url = f"{self.base_url}/order/{quote(request_id, safe='')}"
+        headers = self._headers()
         payload = orjson.dumps({"customer_id": customer_id, "sku_id": sku_id})
         try:
             response = self.session.post(

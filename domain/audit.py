@@ -15,11 +15,20 @@ class Action(StrEnum):
     CARD_UNAVAILABLE = "card_unavailable"
     CANCELLATION = "cancellation"
     ABANDONED = "abandoned"
+    DOUBLE_CHARGE = "double_charge"
+    REVERSAL = "reversal"
+    PAID_AFTER_ABANDON = "paid_after_abandon"
+    CARD_CLEARED = "card_cleared"
+    CANCELLATION_HELD = "cancellation_held"
+    CANCELLATION_RELEASED = "cancellation_released"
+    RECONCILED = "reconciled"
+    ANOMALY_RESOLVED = "anomaly_resolved"
 
 
 # Who caused a change: the charge endpoint (its caller), the billing run, or the platform.
 CHARGE_ENDPOINT = "charge-endpoint"
 BILLING_RUN = "billing-run"
+RECONCILIATION = "reconciliation"
 
 
 def webhook(event_id: str) -> str:

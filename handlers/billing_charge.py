@@ -21,11 +21,14 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from adapters import alarms
 from common import clock, settings
 from common.observability import logger, metrics
 from domain import billing
 from handlers.charge import platform
 from repositories.unit_of_work import SqlAlchemyUnitOfWork
+
+alarms.install()
 
 # A batch whose every record failed is answered like any other (all reported), not raised.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
@@ -36,6 +39,8 @@ METRIC = {
     billing.Outcome.FAILED: "ChargeFailed",
     billing.Outcome.SKIPPED: "BillingSkipped",
     billing.Outcome.CANCELLED: "BillingCancelled",
+    billing.Outcome.PLATFORM_ERROR: "ChargePlatformError",
+    billing.Outcome.ABANDONED: "BillingAbandoned",
 }
 
 
@@ -48,6 +53,8 @@ def settle_one(message: billing.BillingMessage) -> billing.Outcome:
         clock.now,
         timedelta(seconds=config.charge_pending_timeout_seconds),
         timedelta(days=config.billing_retry_days),
+        period=message.period,
+        step=message.step,
     )
 
 
@@ -68,6 +75,7 @@ def record_handler(record: SQSRecord) -> str:
         "billing message settled",
         subscription_id=message.subscription_id,
         period=message.period,
+        step=message.step.value,
         outcome=outcome.value,
     )
     metrics.add_metric(name=METRIC[outcome], unit=MetricUnit.Count, value=1)

@@ -1,14 +1,18 @@
 """The scheduled billing run (EventBridge, daily): one SQS message per subscription due.
 
-Streams the eligible subscriptions whose current period has no successful charge yet and
-queues one message each, ten per SendMessageBatch; `handlers/billing_charge.py` charges
-them. Running it twice the same day is harmless: the ledger keeps each period once.
+Streams the eligible subscriptions and queues what their periods need (charge, cancel,
+abandon), ten messages per SendMessageBatch; `handlers/billing_charge.py` carries them
+out. Running it twice the same day is harmless: the ledger keeps each period once. The
+cancellations it is about to cause are counted first: above BILLING_MAX_CANCELLATIONS
+none is queued, the metric BillingCancellationsHeld (alarmed on) says how many were held,
+and `make release-cancellations` releases them.
 """
 
 from __future__ import annotations
 
 from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -22,11 +26,18 @@ from repositories.unit_of_work import SqlAlchemyUnitOfWork
 SENDERS = 8
 
 
+def breaker() -> billing.Breaker:
+    config = settings.get()
+    return billing.Breaker(config.billing_max_cancellations, config.billing_max_cancellations_floor)
+
+
 def queue_due(queue: SqsBillingQueue, senders: int = SENDERS) -> Counter[str]:
     """Queue every due subscription; several SendMessageBatch calls are in flight at once
     (a million subscriptions are 100,000 calls), but never more than a few batches are
     held in memory."""
-    counts: Counter[str] = Counter()
+    summary = billing.RunSummary()
+    counts = summary.counts
+    config = settings.get()
     in_flight: deque[Future[None]] = deque()
     batch: list[billing.BillingMessage] = []
     with ThreadPoolExecutor(max_workers=senders) as pool:
@@ -37,11 +48,18 @@ def queue_due(queue: SqsBillingQueue, senders: int = SENDERS) -> Counter[str]:
             while len(in_flight) >= 2 * senders:
                 in_flight.popleft().result()
 
-        for planned in billing.plan(SqlAlchemyUnitOfWork(), clock.now()):
-            if planned.message is None:
-                counts[str(planned.settled_as)] += 1
-                continue
-            batch.append(planned.message)
+        messages = billing.produce(
+            SqlAlchemyUnitOfWork(),
+            clock.now(),
+            breaker(),
+            summary,
+            retry_window=timedelta(days=config.billing_retry_days),
+            pending_timeout=timedelta(seconds=config.charge_pending_timeout_seconds),
+        )
+        for message in messages:
+            # `queued` is counted by the producer; the sender counts sends.
+            counts["queued"] -= 1
+            batch.append(message)
             if len(batch) == BATCH_SIZE:
                 send(batch)
                 batch = []
@@ -49,6 +67,16 @@ def queue_due(queue: SqsBillingQueue, senders: int = SENDERS) -> Counter[str]:
             send(batch)
         while in_flight:
             in_flight.popleft().result()
+    if summary.held:
+        logger.error(
+            "billing cancellations held by the breaker",
+            held=len(summary.held),
+            limit=summary.limit,
+            due=summary.due,
+        )
+    metrics.add_metric(
+        name="BillingCancellationsHeld", unit=MetricUnit.Count, value=len(summary.held)
+    )
     return counts
 
 

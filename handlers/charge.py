@@ -6,7 +6,7 @@ from functools import lru_cache
 import orjson
 from aws_lambda_powertools.metrics import MetricUnit
 
-from adapters import secrets
+from adapters import alarms, secrets
 from adapters.ecommerce_client import HttpEcommerce
 from common import clock, settings
 from common.observability import logger, metrics
@@ -14,6 +14,8 @@ from domain import charges, errors
 from handlers import http
 from handlers.schemas import ChargePath
 from repositories.unit_of_work import SqlAlchemyUnitOfWork
+
+alarms.install()
 
 
 @lru_cache(maxsize=1)

@@ -36,6 +36,8 @@ ERROR_STATUS: dict[type[errors.DomainError], int] = {
     errors.PlatformUnreachable: 502,
     errors.PlatformTimeout: 504,
     errors.PlatformNotConfigured: 503,
+    errors.RequestIdInUse: 409,
+    errors.PlatformRefused: 502,
 }
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -184,9 +186,10 @@ def endpoint(
             logger.info("request rejected", status=exc.status, reason=exc.message)
             response = error_response(exc.status, exc.code, exc.message)
         except errors.DomainError as exc:
-            status = ERROR_STATUS.get(type(exc), 409)
+            status = getattr(exc, "status", None) or ERROR_STATUS.get(type(exc), 409)
             logger.info("request refused", status=status, code=exc.code, **exc.data)
             response = error_response(status, exc.code, exc.message, **exc.data)
+            response.headers.update(getattr(exc, "headers", {}))
         except OperationalError:
             logger.exception("database unavailable")
             response = error_response(

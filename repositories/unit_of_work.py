@@ -41,6 +41,10 @@ class SqlAlchemyUnitOfWork:
     billing = _Repository("repositories.billing", "SqlAlchemyBillingRepository")
     webhooks = _Repository("repositories.webhooks", "SqlAlchemyWebhookRepository")
     _REPOSITORIES = ("clubs", "subscriptions", "history", "charges", "audit", "billing", "webhooks")
+    # The money path (issue 12): the request-id registry and the billing breaker's holds.
+    requests = _Repository("repositories.platform_requests", "SqlAlchemyPlatformRequestRepository")
+    holds = _Repository("repositories.holds", "SqlAlchemyHoldRepository")
+    _REPOSITORIES += ("requests", "holds")
 
     def __init__(self, engine: Engine | None = None) -> None:
         self._engine = engine
