@@ -212,6 +212,20 @@ class HoldRepository(Protocol):
     def release(self, now: datetime, operator: str) -> list[tuple[str, str, str | None]]: ...
 
 
+class ReconciliationRepository(Protocol):
+    def unsettled(self, stale_before: datetime) -> list[Charge]:
+        """Rows `unknown`, or `pending` with a last attempt before `stale_before`."""
+        ...
+
+    def paid_since(self, since: datetime) -> list[Charge]: ...
+
+    def open_anomalies(self) -> list[Any]: ...
+
+    def resolve_anomaly(
+        self, anomaly_id: int, resolution: str, operator: str, now: datetime
+    ) -> Any: ...
+
+
 class UnitOfWork(Protocol):
     clubs: ClubRepository
     subscriptions: SubscriptionRepository
@@ -222,6 +236,7 @@ class UnitOfWork(Protocol):
     webhooks: WebhookRepository
     requests: PlatformRequestRepository
     holds: HoldRepository
+    reconciliation: ReconciliationRepository
 
     def __enter__(self) -> Self: ...
 
