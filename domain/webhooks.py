@@ -154,6 +154,9 @@ def _failure(
         return "the period is closed; ledger left abandoned"
     if charge.request_id != request_id:
         return f"not the current attempt ({charge.request_id}); ledger left {charge.state}"
+    if event.occurred_at is not None and event.occurred_at < charge.last_attempt_at:
+        # Dated before the current attempt was sent: it cannot be about this attempt.
+        return "dated before the current attempt was sent: stale, ignored"
     if charge.state == ChargeState.FAILED and not _later(event.occurred_at, charge.outcome_at):
         return "an older failure than the one recorded; ledger left failed"
     reason = f"payment failed: {event.reason or 'no reason given'}"[:500]

@@ -251,6 +251,11 @@ class FakePlatform:
             self._calls = 0
             self._global_mode = _GlobalMode()
 
+    def create_order(self, request_id: str, customer_id: str, sku_id: int) -> tuple[Json, bool]:
+        """Create (or find, deduplicated by request id) an order in-process, as a
+        successful `POST /order/{request_id}` would; returns (order, created)."""
+        return self._create_or_get_order(request_id, customer_id, sku_id)
+
     def order(self, request_id: str) -> Json | None:
         """The order created under `request_id`, or None (`GET /order/{request_id}`)."""
         with self._lock:
