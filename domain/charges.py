@@ -313,6 +313,12 @@ def mark_paid(
     paid order is recorded as a double charge, never hidden and never undone here."""
     if charge.state == ChargeState.SUCCEEDED:
         paid = charge.paid_request_id or charge.request_id
+        if paid == request_id and occurred_at is not None and charge.outcome_at is None:
+            # The platform's own time of the success: later failures are judged by it.
+            dated = uow.charges.transition(
+                charge, ChargeState.SUCCEEDED, now, paid_request_id=paid, outcome_at=occurred_at
+            )
+            return dated or charge
         if paid != request_id:
             anomalies.record(
                 uow,

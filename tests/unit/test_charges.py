@@ -86,9 +86,7 @@ def test_a_stale_pending_row_is_retried_with_its_request_id(uow):
         (PlatformAnswer(402, '{"e": 1}', {"e": 1}, True), ChargeState.FAILED, "r2"),
     ],
 )
-def test_the_retry_gets_a_new_request_id_only_after_a_decline(
-    uow, first, expected_state, retry_id
-):
+def test_the_retry_gets_a_new_request_id_only_after_a_decline(uow, first, expected_state, retry_id):
     # Given a first attempt that ends this way
     platform = FakeEcommerce(first)
     with contextlib.suppress(errors.PlatformError):
