@@ -156,13 +156,14 @@ def charge(
 ) -> ChargeResult:
     """Charge the subscription's current period (its club's schedule) exactly once;
     `period` names another one (the billing run retrying a declined earlier period)."""
-    # Configuration and secrets first: a missing one answers 503 and writes nothing.
-    platform.ready()
     now = clock()
     with uow:
         target = uow.charges.target(subscription_id, now)
         if target is None:
             raise errors.SubscriptionNotFound(subscription_id)
+        # Configuration and secrets before any write: a missing one answers 503 and
+        # leaves no ledger row (and no claimed request id) behind.
+        platform.ready()
         wanted = period or target.period(now)
         if wanted is None:
             raise errors.SubscriptionNotEligible(
