@@ -49,7 +49,8 @@ def test_existing_ledger_card_and_schedule_rows_keep_working_after_0007(at_0006)
         )
         conn.execute(
             text(
-                "INSERT INTO billing_schedule (club_id, interval, updated_at) VALUES (1, 'annual', :c)"
+                "INSERT INTO billing_schedule (club_id, interval, updated_at)"
+                " VALUES (1, 'annual', :c)"
             ),
             {"c": created},
         )
