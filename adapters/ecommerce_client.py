@@ -10,10 +10,18 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
-from domain.errors import LookupUnsupported, PlatformTimeout, PlatformUnreachable
+from domain.errors import DomainError, LookupUnsupported, PlatformTimeout, PlatformUnreachable
 from domain.ports import PlatformAnswer
 
 MAX_RECORDED_BODY = 64 * 1024
+# Raised by requests before anything reaches a socket.
+_NEVER_SENT = (
+    requests.exceptions.InvalidURL,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.InvalidHeader,
+    requests.exceptions.URLRequired,
+)
 
 
 def new_session() -> requests.Session:
@@ -90,9 +98,15 @@ class HttpEcommerce:
         return orjson.loads(response.content)
 
     def place_order(self, request_id: str, customer_id: str, sku_id: int) -> PlatformAnswer:
-        url = f"{self.base_url}/order/{quote(request_id, safe='')}"
-        headers = self._headers()
-        payload = orjson.dumps({"customer_id": customer_id, "sku_id": sku_id})
+        try:
+            url = f"{self.base_url}/order/{quote(request_id, safe='')}"
+            headers = self._headers()
+            payload = orjson.dumps({"customer_id": customer_id, "sku_id": sku_id})
+        except DomainError:
+            raise
+        except Exception:
+            # Nothing left this process: the attempt was not sent.
+            raise PlatformUnreachable("the order could not be built", sent=False) from None
         try:
             response = self.session.post(
                 url, data=payload, headers=headers, timeout=self.timeout, allow_redirects=False
@@ -113,6 +127,10 @@ class HttpEcommerce:
                 ) from None
             raise PlatformUnreachable(
                 "the connection to the e-commerce platform dropped before it answered"
+            ) from None
+        except _NEVER_SENT:
+            raise PlatformUnreachable(
+                "the e-commerce platform could not be called (bad URL or header)", sent=False
             ) from None
         except requests.RequestException:
             raise PlatformUnreachable("the e-commerce platform could not be called") from None

@@ -245,6 +245,11 @@ def _call_out(
         # Not sent: no order can exist (error). Sent: the platform may hold it (unknown).
         record(ChargeState.UNKNOWN if exc.sent else ChargeState.ERROR, None, None, exc.message)
         raise
+    except Exception as exc:
+        # Anything else may have happened after the request left: unknown, same id next
+        # time, and never a row stuck pending until the timeout.
+        record(ChargeState.UNKNOWN, None, None, f"unexpected error: {type(exc).__name__}")
+        raise
     state = answer_state(answer.status)
     recorded = record(state, answer.status, answer.text, None)
     if state == ChargeState.UNKNOWN:

@@ -212,3 +212,27 @@ def test_a_duplicate_event_changes_nothing(uow):
     entries = len(uow.audit.entries)
     assert webhooks.receive(uow, event, NOW) == Receipt.DUPLICATE
     assert len(uow.audit.entries) == entries
+
+
+def test_an_unexpected_error_while_calling_out_leaves_the_row_unknown_not_pending(uow):
+    # Given a platform adapter failing in an unexpected way
+    with pytest.raises(RuntimeError):
+        settle(uow, FakeEcommerce(RuntimeError("boom"), CREATED))
+    # Then the attempt is unknown (it may have been sent), not stuck pending
+    assert row(uow).state == ChargeState.UNKNOWN
+    first = row(uow).request_id
+    # And the retry reuses its request id
+    platform = FakeEcommerce(CREATED)
+    assert settle(uow, platform, NOW + timedelta(minutes=1)) == Outcome.CHARGED
+    assert platform.calls[0][0] == first
+
+
+def test_a_request_that_cannot_be_built_is_recorded_as_not_sent():
+    # Given a platform URL requests refuses before opening a socket
+    from adapters.ecommerce_client import HttpEcommerce
+
+    client = HttpEcommerce("not a url", "key", lambda: "secret", 1)
+    # When placing an order, Then it is unreachable and known not sent
+    with pytest.raises(errors.PlatformUnreachable) as raised:
+        client.place_order("r1", "c", 1)
+    assert raised.value.sent is False
