@@ -59,7 +59,9 @@ def lambda_handler(event: dict) -> http.Response:
             timedelta(seconds=settings.get().charge_pending_timeout_seconds),
         )
     except errors.PlatformError as exc:
-        logger.warning("charge failed at the platform", code=exc.code, **exc.data)
+        # The platform's body stays out of the logs (it may name the customer).
+        data = {k: v for k, v in exc.data.items() if k != "platform_response"}
+        logger.warning("charge failed at the platform", code=exc.code, **data)
         metrics.add_metric(name="ChargeFailed", unit=MetricUnit.Count, value=1)
         raise
     charge = result.charge

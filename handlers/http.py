@@ -187,7 +187,8 @@ def endpoint(
             response = error_response(exc.status, exc.code, exc.message)
         except errors.DomainError as exc:
             status = getattr(exc, "status", None) or ERROR_STATUS.get(type(exc), 409)
-            logger.info("request refused", status=status, code=exc.code, **exc.data)
+            logged = {k: v for k, v in exc.data.items() if k != "platform_response"}
+            logger.info("request refused", status=status, code=exc.code, **logged)
             response = error_response(status, exc.code, exc.message, **exc.data)
             response.headers.update(getattr(exc, "headers", {}))
         except OperationalError:
