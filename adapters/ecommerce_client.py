@@ -48,12 +48,14 @@ class HttpEcommerce:
         secret: Callable[[], str],
         timeout_seconds: float,
         session: requests.Session | None = None,
+        lookup: bool = True,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self._secret = secret
         self.timeout = timeout_seconds
         self.session = session or new_session()
+        self.lookup = lookup
 
     def ready(self) -> None:
         """Resolve the secret now (cached by the secrets adapter): PlatformNotConfigured
@@ -68,6 +70,8 @@ class HttpEcommerce:
         }
 
     def _get(self, path: str, what: str) -> requests.Response:
+        if not self.lookup:
+            raise LookupUnsupported(what)
         try:
             response = self.session.get(
                 f"{self.base_url}{path}", headers=self._headers(), timeout=self.timeout

@@ -102,6 +102,11 @@ class Settings(BaseModel):
     billing_retry_days: float = Field(
         default=5, ge=0, le=60, description="days after a billing date a failed charge is retried"
     )
+    ecomm_order_lookup: bool = Field(
+        default=True,
+        description="the platform answers GET /order/{request_id}; false: reconciliation "
+        "reports rows with an unknown outcome for review instead of asking",
+    )
     billing_max_cancellations: float = Field(
         default=0.02,
         ge=0,

@@ -30,6 +30,7 @@ def platform() -> HttpEcommerce:
         config.ecomm_api_key,
         lambda: secrets.ecomm_api_secret(config),
         config.ecomm_timeout_seconds,
+        lookup=config.ecomm_order_lookup,
     )
 
 

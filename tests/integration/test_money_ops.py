@@ -203,3 +203,21 @@ def test_an_error_path_logs_no_customer_id(db, now, platform, logs, monkeypatch)
     assert status == 500
     assert logs()
     assert customer not in logs.text()
+
+
+def test_without_an_order_lookup_unknown_rows_are_reported_for_review_not_guessed(
+    db, now, platform, monkeypatch
+):
+    # Given a charge whose outcome is unknown, and a platform without GET /order
+    now(datetime(2026, 11, 10, 9))
+    sub = builders.subscription(db, builders.club(db, sku=9))
+    platform.set_mode("drop", times=1)
+    assert post(sub, "lost-1")[0] == 502
+    monkeypatch.setenv("ECOMM_ORDER_LOOKUP", "false")
+    settings.get.cache_clear()
+    now(datetime(2026, 11, 10, 10))
+    # When reconciliation runs
+    report = reconcile_handler.lambda_handler({}, LambdaContext())
+    # Then the row is listed for review and left unknown
+    assert [f["request_id"] for f in report["for_review"]] == ["lost-1"]
+    assert builders.count(db, "charge", "state = 'unknown'") == 1
