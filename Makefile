@@ -6,7 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 
 .PHONY: help install run serve test test-unit lint format package migrate demo-data db-url \
-        billing-run db-stop clean bench rebuild-status
+        billing-run db-stop clean bench rebuild-status reconcile release-cancellations \
+        exactly-once
 
 help:
 	@echo "make run        set up, start the embedded PostgreSQL, load demo data, serve on :3000"
@@ -21,6 +22,9 @@ help:
 	@echo "make db-stop    stop the embedded PostgreSQL"
 	@echo "make bench      build the 10k-1M data sets, measure, write BENCHMARKS.md (< 10 min)"
 	@echo "make rebuild-status  rebuild the current-status cache from history (operators)"
+	@echo "make reconcile  the platform's orders against the ledger (table and JSON)"
+	@echo "make release-cancellations  release what the billing breaker held (ARGS=--list)"
+	@echo "make exactly-once  run the fault matrix, write docs/exactly-once.md"
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -83,3 +87,13 @@ db-stop: $(BIN)/.installed
 
 clean: db-stop
 	rm -rf $(VENV) node_modules .serverless .pgdata .pgdata-test .pgdata-bench
+
+# The money path (issue 12): reconciliation, the breaker's release, the exactly-once table.
+reconcile: migrate
+	DATABASE_URL="$${DATABASE_URL:-$$($(BIN)/python -m scripts.devdb url)}" $(BIN)/python -m scripts.reconcile $(ARGS)
+
+release-cancellations: migrate
+	DATABASE_URL="$${DATABASE_URL:-$$($(BIN)/python -m scripts.devdb url)}" $(BIN)/python -m scripts.release_cancellations $(ARGS)
+
+exactly-once: install
+	$(BIN)/python -m scripts.exactly_once

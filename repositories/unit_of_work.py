@@ -52,6 +52,14 @@ class SqlAlchemyUnitOfWork:
     club_changes = _Repository("repositories.club_changes", "SqlAlchemyClubChangeRepository")
     _REPOSITORIES += ("club_changes",)
 
+    # The money path (issue 12): the request-id registry and the billing breaker's holds.
+    requests = _Repository("repositories.platform_requests", "SqlAlchemyPlatformRequestRepository")
+    holds = _Repository("repositories.holds", "SqlAlchemyHoldRepository")
+    reconciliation = _Repository(
+        "repositories.reconciliation", "SqlAlchemyReconciliationRepository"
+    )
+    _REPOSITORIES += ("requests", "holds", "reconciliation")
+
     def __init__(self, engine: Engine | None = None) -> None:
         self._engine = engine
         self.connection: Connection | None = None
