@@ -6,7 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 
 .PHONY: help install run serve test test-unit lint format package migrate demo-data db-url \
-        billing-run db-stop clean bench rebuild-status psql reset-demo
+        billing-run db-stop clean bench rebuild-status psql reset-demo reconcile \
+        release-cancellations exactly-once
 
 help:
 	@echo "make run        set up, start the embedded PostgreSQL, load demo data, serve on :3000"
@@ -28,6 +29,9 @@ help:
 	@echo "make db-url     print the embedded database's libpq URL (FORM=sqlalchemy: SQLAlchemy's)"
 	@echo "make clean      stop the embedded PostgreSQL, remove .venv, node_modules and the data"
 	@echo "make help       this list"
+	@echo "make reconcile  the platform's orders against the ledger (table and JSON)"
+	@echo "make release-cancellations  release what the billing breaker held (ARGS=--list)"
+	@echo "make exactly-once  run the fault matrix, write docs/exactly-once.md"
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	@echo "installing the pinned Python packages into $(VENV)/ (the first time: about a minute)"
@@ -103,3 +107,13 @@ reset-demo: $(BIN)/.installed
 	@if [ -n "$$DATABASE_URL" ]; then echo "make reset-demo resets the embedded database only; DATABASE_URL is set: unset it, or reset that database yourself"; exit 2; fi
 	$(BIN)/python -m scripts.devdb reset
 	$(MAKE) --no-print-directory demo-data
+
+# The money path (issue 12): reconciliation, the breaker's release, the exactly-once table.
+reconcile: migrate
+	DATABASE_URL="$${DATABASE_URL:-$$($(BIN)/python -m scripts.devdb url)}" $(BIN)/python -m scripts.reconcile $(ARGS)
+
+release-cancellations: migrate
+	DATABASE_URL="$${DATABASE_URL:-$$($(BIN)/python -m scripts.devdb url)}" $(BIN)/python -m scripts.release_cancellations $(ARGS)
+
+exactly-once: install
+	$(BIN)/python -m scripts.exactly_once

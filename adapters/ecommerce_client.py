@@ -11,10 +11,18 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
-from domain.errors import PlatformTimeout, PlatformUnreachable
+from domain.errors import DomainError, LookupUnsupported, PlatformTimeout, PlatformUnreachable
 from domain.ports import PlatformAnswer
 
 MAX_RECORDED_BODY = 64 * 1024
+# Raised by requests before anything reaches a socket.
+_NEVER_SENT = (
+    requests.exceptions.InvalidURL,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.InvalidHeader,
+    requests.exceptions.URLRequired,
+)
 
 
 def new_session() -> requests.Session:
@@ -42,6 +50,7 @@ class HttpEcommerce:
         timeout_seconds: float,
         session: requests.Session | None = None,
         connect_timeout_seconds: float | None = None,
+        lookup: bool = True,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
@@ -52,22 +61,69 @@ class HttpEcommerce:
         self.connect_timeout = connect_timeout_seconds or timeout_seconds
         self.timeout = (self.connect_timeout, self.read_timeout)
         self.session = session or new_session()
+        self.lookup = lookup
 
-    def place_order(
-        self, request_id: str, customer_id: str, sku_id: int, unit_price: Decimal | None = None
-    ) -> PlatformAnswer:
-        url = f"{self.base_url}/order/{quote(request_id, safe='')}"
-        headers = {
+    def ready(self) -> None:
+        """Resolve the secret now (cached by the secrets adapter): PlatformNotConfigured
+        before anything is written rather than after."""
+        self._secret()
+
+    def _headers(self) -> dict[str, str]:
+        return {
             "x-api-key": self.api_key,
             "x-api-secret": self._secret(),
             "Content-Type": "application/json",
         }
-        order: dict[str, object] = {"customer_id": customer_id, "sku_id": sku_id}
-        if unit_price is not None:
-            # Flash promos: the promo's price, as a decimal string (an assumption about the
-            # real platform, see docs/promos.md); charges send none.
-            order["unit_price"] = str(unit_price)
-        payload = orjson.dumps(order)
+
+    def _get(self, path: str, what: str) -> requests.Response:
+        if not self.lookup:
+            raise LookupUnsupported(what)
+        try:
+            response = self.session.get(
+                f"{self.base_url}{path}", headers=self._headers(), timeout=self.timeout
+            )
+        except requests.RequestException:
+            raise PlatformUnreachable(f"the e-commerce platform could not {what}") from None
+        if response.status_code in (405, 501) or (
+            response.status_code == 404 and "json" not in response.headers.get("content-type", "")
+        ):
+            raise LookupUnsupported(what)
+        return response
+
+    def find_order(self, request_id: str) -> dict | None:
+        """GET /order/{request_id}: the order, or None when the platform has none."""
+        response = self._get(f"/order/{quote(request_id, safe='')}", "look an order up")
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise PlatformUnreachable(
+                f"the order lookup answered HTTP {response.status_code}", sent=False
+            )
+        return orjson.loads(response.content)
+
+    def list_orders(self) -> list[dict]:
+        response = self._get("/orders", "list its orders")
+        if response.status_code != 200:
+            raise LookupUnsupported("list its orders")
+        return orjson.loads(response.content)
+
+    def place_order(
+        self, request_id: str, customer_id: str, sku_id: int, unit_price: Decimal | None = None
+    ) -> PlatformAnswer:
+        try:
+            url = f"{self.base_url}/order/{quote(request_id, safe='')}"
+            headers = self._headers()
+            order: dict[str, object] = {"customer_id": customer_id, "sku_id": sku_id}
+            if unit_price is not None:
+                # Flash promos: the promo's price, as a decimal string (an assumption about
+                # the real platform, see docs/promos.md); charges send none.
+                order["unit_price"] = str(unit_price)
+            payload = orjson.dumps(order)
+        except DomainError:
+            raise
+        except Exception:
+            # Nothing left this process: the attempt was not sent.
+            raise PlatformUnreachable("the order could not be built", sent=False) from None
         try:
             response = self.session.post(
                 url, data=payload, headers=headers, timeout=self.timeout, allow_redirects=False
@@ -89,6 +145,10 @@ class HttpEcommerce:
                 ) from None
             raise PlatformUnreachable(
                 "the connection to the e-commerce platform dropped before it answered"
+            ) from None
+        except _NEVER_SENT:
+            raise PlatformUnreachable(
+                "the e-commerce platform could not be called (bad URL or header)", sent=False
             ) from None
         except requests.RequestException:
             raise PlatformUnreachable("the e-commerce platform could not be called") from None

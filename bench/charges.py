@@ -138,7 +138,7 @@ def clear_ledger(url: str) -> None:
     conn = data.connect(url)
     try:
         with conn.cursor() as cur:
-            cur.execute("TRUNCATE charge, charge_attempt CASCADE")
+            cur.execute("TRUNCATE charge, charge_attempt, platform_request CASCADE")
         conn.commit()
     finally:
         conn.close()

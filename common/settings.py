@@ -190,6 +190,21 @@ class Settings(BaseModel):
     billing_retry_days: float = Field(
         default=5, ge=0, le=60, description="days after a billing date a failed charge is retried"
     )
+    ecomm_order_lookup: bool = Field(
+        default=True,
+        description="the platform answers GET /order/{request_id}; false: reconciliation "
+        "reports rows with an unknown outcome for review instead of asking",
+    )
+    billing_max_cancellations: float = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        description="the billing run's breaker: most cancellations per run, as a fraction "
+        "of the due set (with BILLING_MAX_CANCELLATIONS_FLOOR as the floor)",
+    )
+    billing_max_cancellations_floor: int = Field(
+        default=25, ge=0, description="the breaker lets at least this many through"
+    )
     webhook_secret: SecretStr | None = Field(
         default=None, description="the shared secret of the platform's webhooks (local)"
     )

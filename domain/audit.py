@@ -20,6 +20,15 @@ class Action(StrEnum):
     CLUB_CHANGE_APPLIED = "club_change_applied"
     CLUB_CHANGE_CANCELLED = "club_change_cancelled"
 
+    DOUBLE_CHARGE = "double_charge"
+    REVERSAL = "reversal"
+    PAID_AFTER_ABANDON = "paid_after_abandon"
+    CARD_CLEARED = "card_cleared"
+    CANCELLATION_HELD = "cancellation_held"
+    CANCELLATION_RELEASED = "cancellation_released"
+    RECONCILED = "reconciled"
+    ANOMALY_RESOLVED = "anomaly_resolved"
+
 
 # Who caused a change: the charge endpoint (its caller), the billing run, or the platform.
 CHARGE_ENDPOINT = "charge-endpoint"
@@ -28,6 +37,8 @@ BILLING_RUN = "billing-run"
 CLUB_CHANGE_ENDPOINT = "club-change-endpoint"
 STATUS_CHANGE = "status-change"
 ABSORBER = "absorber"
+
+RECONCILIATION = "reconciliation"
 
 
 def webhook(event_id: str) -> str:

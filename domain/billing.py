@@ -1,22 +1,27 @@
 """The billing run: which subscriptions to charge now, and charging (or ending) each one.
 
-`plan` streams the eligible subscriptions and says, for each, whether its current period
-still needs a charge; `settle` handles one of them with the same `charges.charge` as the
-endpoint, so the ledger keeps it exactly once however often a message is delivered.
+`plan` streams the eligible subscriptions and says, for each, what its periods still need
+(a message naming the period and the step: charge, cancel or abandon); `settle` carries
+out one message after re-reading the ledger under lock, with the same `charges.charge` as
+the endpoint, so the ledger keeps each period exactly once however often a message comes.
 
-A period whose charge failed is retried by later runs until `retry_window` after its
-billing date (or after its first attempt, when that came later); once the window has
-closed without success the subscription is cancelled through its status history and the
-ledger row becomes `abandoned`, also when the first run after the window came only in a
-later period. A customer whose card the platform reported unavailable is cancelled at
-the next billing instead of charged.
+Only declines (402, 422, a payment-outcome failure) open and fill a period's retry window
+(`retry_window` from its first decline). A declined period is retried inside its own
+window even after the next period began. When the window closes the period is abandoned,
+and the subscription cancelled only if no later period has been paid. Platform failures
+(refused credentials, throttling, 5xx, timeouts) never cancel anyone: such a period is
+retried until it ends, then abandoned (or settled by reconciliation when its outcome is
+unknown). A card report cancels the subscriptions created before it, unless a later
+successful charge cleared it. `produce` puts the breaker in front of the cancellations.
 """
 
 from __future__ import annotations
 
+import math
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -29,9 +34,21 @@ from domain.ports import Ecommerce, UnitOfWork
 # Fixed forever: request ids derived from it must stay the same across deployments.
 REQUEST_ID_NAMESPACE = uuid.UUID("6f1c8f2e-5b7d-4e1a-9c3b-2d4e6f8a0b1c")
 DEFAULT_RETRY_WINDOW = timedelta(days=5)
+DEFAULT_PENDING_TIMEOUT = timedelta(seconds=60)
 # States after which a period needs nothing more.
 SETTLED = frozenset({ChargeState.SUCCEEDED, ChargeState.ABANDONED})
 FAILED = ChargeState.FAILED
+# The breaker's default: at most 2% of the due set, and never fewer than 25, per run.
+DEFAULT_MAX_CANCELLATIONS = 0.02
+DEFAULT_MAX_CANCELLATIONS_FLOOR = 25
+
+
+class Step(StrEnum):
+    """What a billing message asks the worker to do for its period."""
+
+    CHARGE = "charge"
+    CANCEL = "cancel"
+    ABANDON = "abandon"
 
 
 class Outcome(StrEnum):
@@ -40,6 +57,9 @@ class Outcome(StrEnum):
     FAILED = "failed"
     SKIPPED = "skipped"
     CANCELLED = "cancelled"
+    # The platform failed or refused us with an answer we relay (400, 404, 409).
+    PLATFORM_ERROR = "platform error"
+    ABANDONED = "abandoned"
 
 
 def request_id_for(subscription_id: str, period: str, failed_attempts: int = 0) -> str:
@@ -76,6 +96,11 @@ class CardReport:
 class LedgerState:
     state: ChargeState
     attempts: int
+    period: str = ""
+    billing_date: datetime | None = None
+    created_at: datetime | None = None
+    declined_at: datetime | None = None
+    last_attempt_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -85,9 +110,13 @@ class BillingMessage:
     subscription_id: str
     period: str
     request_id: str
+    step: Step = Step.CHARGE
+    reason: str = ""
 
     def to_dict(self) -> dict[str, str]:
-        return asdict(self)
+        data = asdict(self)
+        data["step"] = self.step.value
+        return data
 
     @classmethod
     def from_dict(cls, data: object) -> BillingMessage:
@@ -96,7 +125,13 @@ class BillingMessage:
         values = {name: data.get(name) for name in ("subscription_id", "period", "request_id")}
         if not all(isinstance(v, str) and 0 < len(v) <= 36 for v in values.values()):
             raise ValueError("a billing message needs subscription_id, period and request_id")
-        return cls(**values)
+        try:
+            # A message from before steps existed only ever charges.
+            step = Step(data.get("step") or Step.CHARGE)
+        except ValueError:
+            raise ValueError("a billing message's step is charge, cancel or abandon") from None
+        reason = data.get("reason") if isinstance(data.get("reason"), str) else ""
+        return cls(**values, step=step, reason=reason[:256])
 
 
 @dataclass(frozen=True)
@@ -108,37 +143,249 @@ class Planned:
     subscription_id: str | None = None
 
 
+def window_closed(row: LedgerState | Charge, now: datetime, retry_window: timedelta) -> bool:
+    """A declined period's retry window opened at its first decline (rows from before
+    revision 0007: the later of billing date and first attempt)."""
+    return row.declined_at is not None and now >= row.declined_at + retry_window
+
+
+def _stale(row: LedgerState, now: datetime, pending_timeout: timedelta) -> bool:
+    return row.last_attempt_at is not None and row.last_attempt_at <= now - pending_timeout
+
+
+def decide(
+    candidate: Candidate,
+    current: schedules.Period | None,
+    rows: list[LedgerState],
+    card: CardReport | None,
+    latest_paid: datetime | None,
+    now: datetime,
+    retry_window: timedelta,
+    pending_timeout: timedelta,
+) -> tuple[list[BillingMessage], ChargeState | None]:
+    """What one subscription needs now: its messages, and how its current period stands.
+
+    `rows` are its ledger rows of the current period and every unsettled one."""
+    sub = candidate.subscription_id
+    now_row = next((r for r in rows if current and r.period == current.key), None)
+    settled = now_row.state if now_row is not None and now_row.state in SETTLED else None
+    if card is not None and settled is None and current is not None:
+        reason = f"card {card.reason} (reported {card.reported_at:%Y-%m-%d})"
+        cancel = BillingMessage(sub, current.key, "-", Step.CANCEL, reason)
+        return [cancel], None
+    messages: list[BillingMessage] = []
+    earlier = [r for r in rows if r is not now_row and r.state not in SETTLED]
+    for row in sorted(earlier, key=lambda r: (r.billing_date or datetime.min, r.period)):
+        if row.state == ChargeState.ERROR:
+            # A period that ended after platform failures only: nobody is cancelled.
+            messages.append(BillingMessage(sub, row.period, "-", Step.ABANDON))
+        elif row.state != FAILED:
+            continue  # unknown or pending: reconciliation asks the platform
+        elif not window_closed(row, now, retry_window):
+            retry = request_id_for(sub, row.period, row.attempts)
+            messages.append(BillingMessage(sub, row.period, retry))
+        elif latest_paid is not None and row.billing_date and latest_paid > row.billing_date:
+            messages.append(BillingMessage(sub, row.period, "-", Step.ABANDON))
+        else:
+            reason = f"no successful charge for {row.period} within {_days(retry_window)}"
+            return [BillingMessage(sub, row.period, "-", Step.CANCEL, reason)], settled
+    if current is None or settled is not None:
+        return messages, settled
+    if (
+        now_row is not None
+        and now_row.state == FAILED
+        and window_closed(now_row, now, retry_window)
+    ):
+        reason = f"no successful charge for {current.key} within {_days(retry_window)}"
+        return [BillingMessage(sub, current.key, "-", Step.CANCEL, reason)], None
+    in_flight = now_row is not None and now_row.state == ChargeState.PENDING
+    if in_flight and not _stale(now_row, now, pending_timeout):
+        return messages, None
+    failed = now_row.attempts if now_row is not None and now_row.state == FAILED else 0
+    messages.append(BillingMessage(sub, current.key, request_id_for(sub, current.key, failed)))
+    return messages, None
+
+
 def plan(
     uow: UnitOfWork,
     now: datetime,
     chunk: int = 1000,
+    retry_window: timedelta = DEFAULT_RETRY_WINDOW,
+    pending_timeout: timedelta = DEFAULT_PENDING_TIMEOUT,
     after: str | None = None,
     in_order: bool = False,
 ) -> Iterator[Planned]:
-    """Stream every eligible subscription with what its current period still needs.
+    """Stream every eligible subscription with what its periods still need.
 
     The eligible set comes from a server-side cursor, `chunk` rows at a time, and the
-    ledger is read once per chunk: memory stays bounded by the chunk, not the set.
-    `in_order`: by subscription id, from after `after` (the run's checkpoint).
+    ledger (current and unsettled periods) and card reports are read once per chunk:
+    memory stays bounded by the chunk, not the set. `in_order`: by subscription id, from
+    after `after` (the run's checkpoint). Several messages of one subscription come
+    together, each Planned naming the subscription.
     """
     with uow:
         ordered = {"after": after, "in_order": True} if in_order or after else {}
         for rows in uow.billing.eligible(now, SHIPPING_CLUB_STATUSES, chunk, **ordered):
-            periods = [
-                (row.subscription_id, schedules.period_for(row.schedule, now, row.started).key)
+            periods = {
+                row.subscription_id: schedules.period_in_effect(row.schedule, now, row.started)
                 for row in rows
-            ]
-            ledger = uow.billing.ledger_states(periods)
-            for subscription_id, period in periods:
-                recorded = ledger.get((subscription_id, period))
-                if recorded is not None and recorded.state in SETTLED:
-                    yield Planned(None, recorded.state, subscription_id)
-                    continue
-                failed = recorded.attempts if recorded and recorded.state == FAILED else 0
-                request_id = request_id_for(subscription_id, period, failed)
-                yield Planned(
-                    BillingMessage(subscription_id, period, request_id), None, subscription_id
+            }
+            keys = [(sub, period.key) for sub, period in periods.items() if period is not None]
+            ledger = uow.billing.open_ledger(list(periods), keys)
+            cards = uow.billing.card_reports(list(periods))
+            for row in rows:
+                sub = row.subscription_id
+                recorded = ledger.get(sub, [])
+                latest_paid = None
+                if any(r.state == FAILED and window_closed(r, now, retry_window) for r in recorded):
+                    latest_paid = uow.charges.latest_paid(sub)
+                messages, settled = decide(
+                    row,
+                    periods[sub],
+                    recorded,
+                    cards.get(sub),
+                    latest_paid,
+                    now,
+                    retry_window,
+                    pending_timeout,
                 )
+                if not messages:
+                    yield Planned(None, settled, sub)
+                for message in messages:
+                    yield Planned(message, settled, sub)
+
+
+@dataclass
+class Breaker:
+    """At most `max(floor, ceil(fraction * due))` cancellations per run; above it none is
+    queued: they are held until an operator releases them (`make release-cancellations`)."""
+
+    fraction: float = DEFAULT_MAX_CANCELLATIONS
+    floor: int = DEFAULT_MAX_CANCELLATIONS_FLOOR
+
+    def limit(self, due: int) -> int:
+        return max(self.floor, math.ceil(self.fraction * due))
+
+
+@dataclass
+class RunSummary:
+    counts: Counter[str] = field(default_factory=Counter)
+    held: list[BillingMessage] = field(default_factory=list)
+    limit: int = 0
+    due: int = 0
+
+
+def produce(
+    uow: UnitOfWork,
+    now: datetime,
+    breaker: Breaker,
+    summary: RunSummary,
+    retry_window: timedelta = DEFAULT_RETRY_WINDOW,
+    pending_timeout: timedelta = DEFAULT_PENDING_TIMEOUT,
+) -> Iterator[BillingMessage]:
+    """The run's producer: yields the messages to queue. Charges go at once; the
+    cancellations it is about to cause are counted first, and above the breaker's limit
+    none of them is yielded: they are held (billing_hold), and `summary.held` says so."""
+    cancellations: list[BillingMessage] = []
+    seen: set[str] = set()
+    for planned in plan(uow, now, retry_window=retry_window, pending_timeout=pending_timeout):
+        message = planned.message
+        if message is None:
+            summary.due += 1
+            summary.counts[str(planned.settled_as) if planned.settled_as else "in flight"] += 1
+            continue
+        if message.subscription_id not in seen:
+            summary.due += 1
+            seen.add(message.subscription_id)
+        if message.step == Step.CANCEL:
+            cancellations.append(message)
+            continue
+        summary.counts["queued"] += 1
+        yield message
+    summary.limit = breaker.limit(summary.due)
+    if len(cancellations) > summary.limit:
+        hold(uow, cancellations, now)
+        summary.held = cancellations
+        summary.counts["held"] += len(cancellations)
+        return
+    for message in cancellations:
+        summary.counts["queued"] += 1
+        yield message
+
+
+def weigh_cancellations(
+    uow: UnitOfWork,
+    now: datetime,
+    breaker: Breaker,
+    summary: RunSummary,
+    retry_window: timedelta = DEFAULT_RETRY_WINDOW,
+    pending_timeout: timedelta = DEFAULT_PENDING_TIMEOUT,
+) -> bool:
+    """The breaker of a resumable run, decided once over the whole due set before anything
+    is queued: plans every eligible subscription at `now` (queueing nothing), counts the
+    due set and the cancellations it would cause, and above the breaker's limit holds them
+    all (billing_hold, held at `now`, audited). True when the run's cancellations are held;
+    the run then queues none of them (`held_at`)."""
+    for _message in produce(uow, now, breaker, summary, retry_window, pending_timeout):
+        pass
+    return bool(summary.held)
+
+
+def held_at(uow: UnitOfWork, planned_at: datetime) -> bool:
+    """True when the run planned at `planned_at` held its cancellations (even if an
+    operator has released them since: they were queued by the release, not the run)."""
+    with uow:
+        return uow.holds.held_at(planned_at)
+
+
+def hold(uow: UnitOfWork, messages: list[BillingMessage], now: datetime) -> None:
+    with uow:
+        for message in messages:
+            if uow.holds.hold(message.subscription_id, message.period, message.reason, now):
+                uow.audit.add(
+                    AuditEntry(
+                        Action.CANCELLATION_HELD,
+                        audit.BILLING_RUN,
+                        now,
+                        message.subscription_id,
+                        message.period,
+                        details=f"held by the cancellation breaker: {message.reason}",
+                    )
+                )
+        uow.commit()
+
+
+def held(uow: UnitOfWork) -> list[BillingMessage]:
+    """The cancellations the breaker holds now, oldest first."""
+    with uow:
+        return [
+            BillingMessage(sub, period, "-", Step.CANCEL, reason or "")
+            for sub, period, reason in uow.holds.open()
+        ]
+
+
+def release_held(uow: UnitOfWork, now: datetime, operator: str) -> list[BillingMessage]:
+    """An operator releases every held cancellation; returns them as CANCEL messages for
+    the worker (`settle`), which re-reads each ledger row and cancels only what is still
+    due. Audited, with the operator's name."""
+    with uow:
+        released = uow.holds.release(now, operator)
+        for sub, period, _reason in released:
+            uow.audit.add(
+                AuditEntry(
+                    Action.CANCELLATION_RELEASED,
+                    f"operator:{operator}"[:128],
+                    now,
+                    sub,
+                    period,
+                    details="released from the cancellation breaker",
+                )
+            )
+        uow.commit()
+    return [
+        BillingMessage(sub, period, "-", Step.CANCEL, reason or "")
+        for sub, period, reason in released
+    ]
 
 
 def eligible_count(uow: UnitOfWork, now: datetime) -> int:
@@ -154,76 +401,137 @@ def settle(
     clock: Callable[[], datetime],
     pending_timeout: timedelta,
     retry_window: timedelta = DEFAULT_RETRY_WINDOW,
+    period: str | None = None,
+    step: Step = Step.CHARGE,
 ) -> Outcome:
-    """Charge, or end, one subscription for its current period.
+    """Carry out one message: charge, cancel or abandon `period` (default: the current
+    one) after re-reading the ledger under lock; a message whose reason is gone (paid
+    meanwhile, window closed, card report cleared) is skipped.
 
-    Raises ChargeInProgress and PlatformError (5xx, unreachable, timeout): the caller
-    retries those (SQS redelivers the message). A 4xx refusal is FAILED: later runs
-    retry it inside the window.
+    Raises ChargeInProgress and PlatformError (5xx, unreachable, timeout, refused
+    credentials, throttling): the caller retries those (SQS redelivers the message).
     """
     now = clock()
     with uow:
         target = uow.charges.target(subscription_id, now)
         if target is None:
             return Outcome.SKIPPED
-        period = target.period(now)
-        ledger = uow.charges.find_for_update(subscription_id, period.key)
+        current = target.period(now)
+        key = period or (current.key if current else None)
+        if key is None:
+            return Outcome.SKIPPED
+        ledger = uow.charges.find_for_update(subscription_id, key)
         if ledger is not None and ledger.state == ChargeState.SUCCEEDED:
             return Outcome.ALREADY_CHARGED
         if ledger is not None and ledger.state == ChargeState.ABANDONED:
             return Outcome.SKIPPED
         if charges.not_eligible_reason(target):
             return Outcome.SKIPPED
-        card = uow.billing.card_unavailable(target.customer_id)
-        # A failed period left behind when no run came between its window closing and
-        # the start of this one: it still ends the subscription.
-        earlier = uow.charges.open_before(subscription_id, period.key)
+        card = uow.billing.card_unavailable(target.customer_id, target.started)
+        latest_paid = uow.charges.latest_paid(subscription_id)
+    if step == Step.ABANDON:
+        return _abandon(uow, target, key, ledger, now, current)
+    if step == Step.CANCEL:
+        return _settle_cancel(uow, target, key, ledger, card, latest_paid, now, retry_window)
+    is_current = current is not None and key == current.key
+    if not is_current and (ledger is None or ledger.state != FAILED):
+        return Outcome.SKIPPED  # earlier periods are retried only after a decline
+    if ledger is not None and ledger.state == FAILED and window_closed(ledger, now, retry_window):
+        return Outcome.SKIPPED  # its window closed: the next run plans its end
     if card is not None:
-        details = (
-            f"Cancelled by billing: the customer's card is {card.reason} "
-            f"(reported by the e-commerce platform on {card.reported_at:%Y-%m-%d})"
-        )
-        _cancel(uow, target, period.key, ledger, now, details)
-        return Outcome.CANCELLED
-    for unpaid, billing_date in ((earlier, None), (ledger, period.billing_date)):
-        if unpaid is not None and _window_closed(
-            unpaid, billing_date, now, pending_timeout, retry_window
-        ):
-            details = (
-                f"Cancelled by billing: no successful charge for {unpaid.period} within "
-                f"{_days(retry_window)} (last answer: {_last_answer(unpaid)})"
-            )
-            _cancel(uow, target, unpaid.period, unpaid, now, details)
-            return Outcome.CANCELLED
+        return Outcome.SKIPPED  # the next run plans the cancellation, behind the breaker
     failed = ledger.attempts if ledger is not None and ledger.state == FAILED else 0
-    request_id = request_id_for(subscription_id, period.key, failed)
+    request_id = request_id_for(subscription_id, key, failed)
+    wanted = current if is_current else schedules.Period(key, ledger.billing_date or now)
     try:
         result = charges.charge(
-            uow, platform, subscription_id, request_id, clock, pending_timeout, audit.BILLING_RUN
+            uow,
+            platform,
+            subscription_id,
+            request_id,
+            clock,
+            pending_timeout,
+            audit.BILLING_RUN,
+            period=wanted,
         )
     except (errors.SubscriptionNotEligible, errors.SubscriptionNotFound, errors.ChargeAbandoned):
         return Outcome.SKIPPED
     if result.replayed:
         return Outcome.ALREADY_CHARGED
-    return Outcome.CHARGED if 200 <= result.answer.status < 300 else Outcome.FAILED
+    state = charges.answer_state(result.answer.status)
+    if state == ChargeState.SUCCEEDED:
+        return Outcome.CHARGED
+    return Outcome.FAILED if state == FAILED else Outcome.PLATFORM_ERROR
 
 
-def _window_closed(
-    ledger: Charge,
-    billing_date: datetime | None,
+class _Voided(Exception):
+    """The ledger row moved under the cancellation: roll it back, cancel nobody."""
+
+
+def _settle_cancel(
+    uow: UnitOfWork,
+    target: ChargeTarget,
+    key: str,
+    ledger: Charge | None,
+    card: CardReport | None,
+    latest_paid: datetime | None,
     now: datetime,
-    pending_timeout: timedelta,
     retry_window: timedelta,
-) -> bool:
-    # A first attempt later than the billing date (a member who joined mid-period, a run
-    # that did not happen) still gets the whole window.
-    opened = max(ledger.billing_date or billing_date or ledger.created_at, ledger.created_at)
-    if now < opened + retry_window:
-        return False
-    if ledger.state == ChargeState.PENDING:
-        # An attempt still in flight may yet succeed: only a dead one counts as a failure.
-        return ledger.last_attempt_at <= now - pending_timeout
-    return ledger.state in (ChargeState.FAILED, ChargeState.UNKNOWN)
+) -> Outcome:
+    if card is not None:
+        details = (
+            f"Cancelled by billing: the customer's card is {card.reason} "
+            f"(reported by the e-commerce platform on {card.reported_at:%Y-%m-%d})"
+        )
+        return _cancel(uow, target, key, ledger, now, details)
+    if ledger is None or ledger.state != FAILED or not window_closed(ledger, now, retry_window):
+        return Outcome.SKIPPED
+    if latest_paid is not None and ledger.billing_date and latest_paid > ledger.billing_date:
+        # Never cancel for a period older than the latest paid one.
+        return _abandon(uow, target, key, ledger, now, None)
+    details = (
+        f"Cancelled by billing: no successful charge for {key} within "
+        f"{_days(retry_window)} (last answer: {_last_answer(ledger)})"
+    )
+    return _cancel(uow, target, key, ledger, now, details)
+
+
+def _abandon(
+    uow: UnitOfWork,
+    target: ChargeTarget,
+    key: str,
+    ledger: Charge | None,
+    now: datetime,
+    current: schedules.Period | None,
+) -> Outcome:
+    """Close a period without cancelling anyone: a later period was paid, or it ended
+    after platform failures only. A current period is never abandoned this way."""
+    if ledger is None or (current is not None and key == current.key):
+        return Outcome.SKIPPED
+    with uow:
+        row = uow.charges.find_for_update(target.subscription_id, key)
+        if row is None or row.state not in (FAILED, ChargeState.ERROR):
+            return Outcome.SKIPPED
+        closed = uow.charges.transition(
+            row, ChargeState.ABANDONED, now, reason=f"abandoned: {_last_answer(row)}"
+        )
+        if closed is None:
+            return Outcome.SKIPPED
+        uow.audit.add(
+            AuditEntry(
+                Action.ABANDONED,
+                audit.BILLING_RUN,
+                now,
+                target.subscription_id,
+                key,
+                row.id,
+                row.request_id,
+                details=f"period closed without cancelling anyone after {row.attempts} "
+                f"attempt(s): {_last_answer(row)}",
+            )
+        )
+        uow.commit()
+    return Outcome.ABANDONED
 
 
 def _days(window: timedelta) -> str:
@@ -246,14 +554,27 @@ def _cancel(
     ledger: Charge | None,
     now: datetime,
     details: str,
-) -> None:
+) -> Outcome:
     """Cancel through the status history (superseding scheduled changes, as the status
     endpoint does) and, in the same transaction, close the ledger and audit both."""
 
     def record(tx: UnitOfWork) -> None:
         charge_id = None
         if ledger is not None:
-            charge_id = tx.charges.settle(ledger.id, ChargeState.ABANDONED, details, now).id
+            # Re-read under lock: only a row still failed, unknown or errored is closed;
+            # one paid (or settled) meanwhile voids the whole cancellation.
+            row = tx.charges.find_for_update(target.subscription_id, period)
+            if row is None or row.state not in (
+                FAILED,
+                ChargeState.UNKNOWN,
+                ChargeState.ERROR,
+                ChargeState.PENDING,
+            ):
+                raise _Voided
+            closed = tx.charges.transition(row, ChargeState.ABANDONED, now, reason=details)
+            if closed is None:
+                raise _Voided
+            charge_id = closed.id
             tx.audit.add(
                 AuditEntry(
                     Action.ABANDONED,
@@ -280,11 +601,15 @@ def _cancel(
             )
         )
 
-    subscriptions.change_status(
-        uow,
-        target.subscription_id,
-        SubscriptionStatus.CANCELLED,
-        now,
-        details=details[:256],
-        also=record,
-    )
+    try:
+        subscriptions.change_status(
+            uow,
+            target.subscription_id,
+            SubscriptionStatus.CANCELLED,
+            now,
+            details=details[:256],
+            also=record,
+        )
+    except _Voided:
+        return Outcome.SKIPPED
+    return Outcome.CANCELLED

@@ -1,9 +1,11 @@
 """Charging a subscription exactly once per billing period, through the platform port.
 
 The ledger row is committed (pending) before calling out, so concurrent and retried
-requests see it. After an outcome that leaves the platform's side unknown (a timeout,
-a dropped connection, a 5xx, or a pending row whose Lambda died), the next attempt
-reuses the request id already sent, so the platform can deduplicate.
+requests see it. Every write names the state (and attempt) it expects; the loser of a
+race re-reads and decides again. After anything but a decline the next attempt reuses
+the request id already sent, so the platform can deduplicate; only a decline (402, 422,
+a payment-outcome failure) gets a new one. Each request id is claimed for one
+(subscription, period) before it is sent. docs/money-path.md has the state diagram.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from domain import audit, errors, schedules
+from domain import anomalies, audit, errors, schedules
 from domain.audit import Action, AuditEntry
 from domain.model import SHIPPING_CLUB_STATUSES, ClubStatus, SubscriptionStatus, status_name
 from domain.ports import Ecommerce, PlatformAnswer, UnitOfWork
@@ -27,6 +29,40 @@ class ChargeState(StrEnum):
     UNKNOWN = "unknown"
     # The retry window closed without a successful charge: final, never sent again.
     ABANDONED = "abandoned"
+    # The platform refused us (401/403/408/429, other 4xx) or the request was never sent:
+    # no order exists; retried with the same id; never counts towards cancellation.
+    ERROR = "error"
+
+
+# The customer's card: the only answers that open and fill the retry window.
+DECLINES = frozenset({402, 422})
+# The platform refusing our credentials or throttling us: our problem, never the caller's.
+REFUSALS = frozenset({401, 403, 408, 429})
+REQUEST_KIND = "charge"
+
+
+def answer_state(status: int) -> ChargeState:
+    """What a platform answer means for the ledger."""
+    if 200 <= status < 300:
+        return ChargeState.SUCCEEDED
+    if status in DECLINES:
+        return ChargeState.FAILED
+    if 400 <= status < 500:
+        return ChargeState.ERROR
+    # A 5xx (or anything else) may come after the order was created.
+    return ChargeState.UNKNOWN
+
+
+def subject(subscription_id: str, period: str) -> str:
+    """What a charge request id is for, in the platform_request registry."""
+    return f"{subscription_id}:{period}"
+
+
+def claim_request_id(uow: UnitOfWork, request_id: str, what: str, now: datetime) -> None:
+    """Register a request id for one subject before it is sent; RequestIdInUse if another
+    subject (a subscription or period) already sent it."""
+    if not uow.requests.claim(request_id, REQUEST_KIND, what, now):
+        raise errors.RequestIdInUse(request_id)
 
 
 @dataclass(frozen=True)
@@ -42,8 +78,9 @@ class ChargeTarget:
     # The subscription's create_date: the anchor of anniversary billing.
     started: datetime | None = None
 
-    def period(self, now: datetime) -> schedules.Period:
-        return schedules.period_for(self.schedule, now, self.started)
+    def period(self, now: datetime) -> schedules.Period | None:
+        """The period to bill at `now` (None while a schedule change leaves it unbilled)."""
+        return schedules.period_in_effect(self.schedule, now, self.started)
 
 
 @dataclass(frozen=True)
@@ -61,6 +98,9 @@ class Charge:
     last_attempt_at: datetime
     billing_date: datetime | None = None
     failure_reason: str | None = None
+    declined_at: datetime | None = None
+    paid_request_id: str | None = None
+    outcome_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -97,10 +137,11 @@ def _is_stale(charge: Charge, now: datetime, pending_timeout: timedelta) -> bool
     return charge.last_attempt_at <= now - pending_timeout
 
 
-def _request_id_for_retry(charge: Charge, requested: str, stale: bool) -> str:
-    if charge.state == ChargeState.UNKNOWN or stale:
-        return charge.request_id
-    return requested
+def _request_id_for_retry(charge: Charge, requested: str) -> str:
+    # Only a decline gets a new id: after anything else the platform may hold the order.
+    if charge.state == ChargeState.FAILED:
+        return requested
+    return charge.request_id
 
 
 def charge(
@@ -111,14 +152,24 @@ def charge(
     clock: Callable[[], datetime],
     pending_timeout: timedelta,
     actor: str = audit.CHARGE_ENDPOINT,
+    period: schedules.Period | None = None,
 ) -> ChargeResult:
-    """Charge the subscription's current period (its club's schedule) exactly once."""
+    """Charge the subscription's current period (its club's schedule) exactly once;
+    `period` names another one (the billing run retrying a declined earlier period)."""
     now = clock()
     with uow:
         target = uow.charges.target(subscription_id, now)
         if target is None:
             raise errors.SubscriptionNotFound(subscription_id)
-        claimed = _claim(uow, target, target.period(now), request_id, now, pending_timeout)
+        # Configuration and secrets before any write: a missing one answers 503 and
+        # leaves no ledger row (and no claimed request id) behind.
+        platform.ready()
+        wanted = period or target.period(now)
+        if wanted is None:
+            raise errors.SubscriptionNotEligible(
+                subscription_id, "its club's billing schedule is changing; nothing is due yet"
+            )
+        claimed = _claim(uow, target, wanted, request_id, now, pending_timeout)
         if isinstance(claimed, ChargeResult):
             return claimed
         uow.audit.add(
@@ -151,6 +202,7 @@ def _claim(
     ledger = uow.charges.find_for_update(target.subscription_id, period.key)
     if ledger is None:
         _require_eligible(target)
+        claim_request_id(uow, request_id, subject(target.subscription_id, period.key), now)
         created = uow.charges.create_pending(
             target, period.key, request_id, now, billing_date=period.billing_date
         )
@@ -166,9 +218,14 @@ def _claim(
     stale = ledger.state == ChargeState.PENDING and _is_stale(ledger, now, pending_timeout)
     if ledger.state == ChargeState.PENDING and not stale:
         raise errors.ChargeInProgress(target.subscription_id, period.key)
-    return uow.charges.begin_attempt(
-        ledger.id, _request_id_for_retry(ledger, request_id, stale), target, now
-    )
+    sent = _request_id_for_retry(ledger, request_id)
+    if sent != ledger.request_id:
+        claim_request_id(uow, sent, subject(target.subscription_id, period.key), now)
+    begun = uow.charges.begin_attempt(ledger, sent, target, now)
+    if begun is None:
+        # Another writer moved the row since we read it: it is theirs now.
+        raise errors.ChargeInProgress(target.subscription_id, period.key)
+    return begun
 
 
 def _call_out(
@@ -185,17 +242,23 @@ def _call_out(
     try:
         answer = platform.place_order(ledger.request_id, target.customer_id, target.sku_id)
     except errors.PlatformError as exc:
-        record(ChargeState.UNKNOWN if exc.sent else ChargeState.FAILED, None, None, exc.message)
+        # Not sent: no order can exist (error). Sent: the platform may hold it (unknown).
+        record(ChargeState.UNKNOWN if exc.sent else ChargeState.ERROR, None, None, exc.message)
         raise
-    if not (200 <= answer.status < 300 or 400 <= answer.status < 500):
-        # The platform may have created the order before failing: reuse the id next time.
-        record(ChargeState.UNKNOWN, answer.status, answer.text, None)
+    except Exception as exc:
+        # Anything else may have happened after the request left: unknown, same id next
+        # time, and never a row stuck pending until the timeout.
+        record(ChargeState.UNKNOWN, None, None, f"unexpected error: {type(exc).__name__}")
+        raise
+    state = answer_state(answer.status)
+    recorded = record(state, answer.status, answer.text, None)
+    if state == ChargeState.UNKNOWN:
         raise errors.PlatformFailed(
             f"the e-commerce platform failed with HTTP {answer.status}",
             platform_status=answer.status,
         )
-    state = ChargeState.SUCCEEDED if 200 <= answer.status < 300 else ChargeState.FAILED
-    recorded = record(state, answer.status, answer.text, None)
+    if answer.status in REFUSALS:
+        raise errors.PlatformRefused(answer.status, answer.json if answer.is_json else answer.text)
     return ChargeResult(recorded or ledger, answer)
 
 
@@ -209,9 +272,16 @@ def _record(
     now: datetime,
     actor: str,
 ) -> Charge | None:
+    """Store an attempt's answer. Its state applies only to a row still pending on this
+    attempt; the answer itself is kept even when a webhook settled the row first."""
     answer = f"HTTP {status}" if status is not None else (error or "no answer")
     with uow:
         recorded = uow.charges.record(ledger, state, status, body, error, now)
+        note = ""
+        if recorded is None:
+            note = "; a newer attempt had taken the row over"
+        elif recorded.state != state:
+            note = f"; the row was already {recorded.state.value}"
         uow.audit.add(
             AuditEntry(
                 Action.CHARGE_OUTCOME,
@@ -221,12 +291,100 @@ def _record(
                 ledger.period,
                 ledger.id,
                 ledger.request_id,
-                details=f"attempt {ledger.attempts}: {state.value} ({answer})"
-                + ("" if recorded else "; the row had already been settled by a newer event"),
+                details=f"attempt {ledger.attempts}: {state.value} ({answer}){note}",
             )
         )
+        if state == ChargeState.SUCCEEDED and (recorded is None or recorded.state != state):
+            # Paid, but the row says otherwise: a success for any order marks the period
+            # paid; a second paid order is a double charge.
+            current = uow.charges.find_by_request_id(ledger.request_id)
+            if current is not None:
+                recorded = mark_paid(uow, current, ledger.request_id, None, now, actor)
+        elif recorded is not None and state == ChargeState.SUCCEEDED:
+            _card_cleared(uow, recorded, now, actor, recorded.platform_status)
         uow.commit()
     return recorded
+
+
+def mark_paid(
+    uow: UnitOfWork,
+    charge: Charge,
+    request_id: str,
+    occurred_at: datetime | None,
+    now: datetime,
+    actor: str,
+    event_id: str | None = None,
+) -> Charge:
+    """Order `request_id` of this (locked) row's period was paid. Paid is final: a second
+    paid order is recorded as a double charge, never hidden and never undone here."""
+    if charge.state == ChargeState.SUCCEEDED:
+        paid = charge.paid_request_id or charge.request_id
+        if paid == request_id and occurred_at is not None and charge.outcome_at is None:
+            # The platform's own time of the success: later failures are judged by it.
+            dated = uow.charges.transition(
+                charge, ChargeState.SUCCEEDED, now, paid_request_id=paid, outcome_at=occurred_at
+            )
+            return dated or charge
+        if paid != request_id:
+            anomalies.record(
+                uow,
+                anomalies.Kind.DOUBLE_CHARGE,
+                charge,
+                request_id,
+                now,
+                actor,
+                f"order {request_id} was paid, but order {paid} had already paid "
+                f"{charge.period}: refund one (docs/money-path.md, double-charge runbook)",
+                event_id,
+            )
+        return charge
+    updated = uow.charges.transition(
+        charge,
+        ChargeState.SUCCEEDED,
+        now,
+        reason=None,
+        paid_request_id=request_id,
+        outcome_at=occurred_at,
+    )
+    if updated is None:
+        # Lost a race (rows are locked, so only a concurrent writer without the lock):
+        # re-read and judge again.
+        again = uow.charges.find_by_request_id(request_id)
+        return mark_paid(uow, again, request_id, occurred_at, now, actor, event_id)
+    if charge.state == ChargeState.ABANDONED:
+        anomalies.record(
+            uow,
+            anomalies.Kind.PAID_AFTER_ABANDON,
+            updated,
+            request_id,
+            now,
+            actor,
+            f"order {request_id} was paid after {charge.period} had been abandoned: "
+            "check whether billing cancelled the subscription for it and undo that",
+            event_id,
+        )
+    _card_cleared(uow, updated, now, actor, None)
+    return updated
+
+
+def _card_cleared(
+    uow: UnitOfWork, charge: Charge, now: datetime, actor: str, _status: int | None
+) -> None:
+    customer = uow.billing.clear_card_report(charge.subscription_id, now)
+    if customer is not None:
+        uow.audit.add(
+            AuditEntry(
+                Action.CARD_CLEARED,
+                actor,
+                now,
+                charge.subscription_id,
+                charge.period,
+                charge.id,
+                charge.paid_request_id or charge.request_id,
+                customer,
+                "a successful charge cleared the card-unavailable report",
+            )
+        )
 
 
 def describe(charge: Charge) -> dict[str, Any]:

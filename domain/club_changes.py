@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 
-from domain import audit, errors, schedules
+from domain import audit, charges, errors, schedules
 from domain.audit import Action, AuditEntry
 from domain.club_change_model import (
     ChangeOutcome,
@@ -121,6 +121,9 @@ def _request(
         sku = uow.club_changes.sku_of(subscription.club_id)
         if not uow.club_changes.reserve_period(subscription, period, marker, now, reason, sku):
             raise errors.PeriodAlreadyBilled(subscription_id, period.key)
+        # The marker is the row's request id: registered like any (docs/money-path.md), so
+        # no charge or promo can ever send it.
+        charges.claim_request_id(uow, marker, charges.subject(subscription_id, period.key), now)
         moved_period = period.key
     else:
         effective = _next_boundary(uow, subscription, now)

@@ -290,3 +290,40 @@ class StatusChangeScheduled(DomainError):
             " endpoint first)",
             effect_date=effect_date,
         )
+
+
+class PlatformRefused(PlatformError):
+    """The platform refused *us* (401, 403: our key or secret) or asked us to slow down
+    (408, 429): not the caller's fault and never a decline. 502, or 503 with Retry-After."""
+
+    code = "platform_error"
+
+    def __init__(self, status: int, response: object, retry_after: str | None = None) -> None:
+        what = "throttled us" if status in (408, 429) else "refused our credentials"
+        super().__init__(
+            f"the e-commerce platform {what} (HTTP {status})",
+            platform_status=status,
+            platform_response=response,
+        )
+        self.status = 503 if status == 429 else 502
+        self.headers = {"Retry-After": retry_after or "60"} if status == 429 else {}
+
+
+class RequestIdInUse(DomainError):
+    code = "request_id_in_use"
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__(
+            f"request id {request_id} was already sent to the platform for another "
+            "subscription or period; use a new one",
+            request_id=request_id,
+        )
+
+
+class LookupUnsupported(DomainError):
+    """The platform offers no way to ask about an order: report, never guess."""
+
+    code = "lookup_unsupported"
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"the e-commerce platform cannot {what}")

@@ -28,8 +28,26 @@ class PlatformAnswer:
 
 
 class Ecommerce(Protocol):
+    def ready(self) -> None:
+        """Resolve configuration and secrets; raises PlatformNotConfigured. Called before
+        anything is written, so a missing secret leaves no ledger row behind."""
+        ...
+
     def place_order(self, request_id: str, customer_id: str, sku_id: int) -> PlatformAnswer:
         """POST /order/{request_id}; raises PlatformUnreachable or PlatformTimeout."""
+        ...
+
+
+class OrderLookup(Protocol):
+    """What reconciliation asks the platform. A platform without such calls raises
+    LookupUnsupported, and the rows are reported for review instead of guessed."""
+
+    def find_order(self, request_id: str) -> dict[str, Any] | None:
+        """GET /order/{request_id}: the order, or None when the platform has none."""
+        ...
+
+    def list_orders(self) -> list[dict[str, Any]]:
+        """Every order the platform holds (the fake's GET /orders)."""
         ...
 
 
@@ -80,8 +98,6 @@ class ChargeRepository(Protocol):
 
     def find_for_update(self, subscription_id: str, period: str) -> Charge | None: ...
 
-    def open_before(self, subscription_id: str, period: str) -> Charge | None: ...
-
     def create_pending(
         self,
         target: ChargeTarget,
@@ -94,8 +110,10 @@ class ChargeRepository(Protocol):
         ...
 
     def begin_attempt(
-        self, charge_id: int, request_id: str, target: ChargeTarget, now: datetime
-    ) -> Charge: ...
+        self, charge: Charge, request_id: str, target: ChargeTarget, now: datetime
+    ) -> Charge | None:
+        """A new attempt on a row still as read (state, attempts); None if it moved."""
+        ...
 
     def record(
         self,
@@ -111,9 +129,27 @@ class ChargeRepository(Protocol):
 
     def find_by_request_id(self, request_id: str, *, lock: bool = True) -> Charge | None: ...
 
-    def settle(
-        self, charge_id: int, state: ChargeState, reason: str | None, now: datetime
-    ) -> Charge: ...
+    def transition(
+        self,
+        charge: Charge,
+        state: ChargeState,
+        now: datetime,
+        *,
+        reason: str | None = None,
+        paid_request_id: str | None = None,
+        outcome_at: datetime | None = None,
+    ) -> Charge | None:
+        """Move a row from the state, request id and attempt it was read in; None when
+        another writer moved it first (re-read and decide again)."""
+        ...
+
+    def add_anomaly(self, anomaly: Any) -> bool: ...
+
+    def find(self, subscription_id: str, period: str, *, lock: bool = True) -> Charge | None: ...
+
+    def unsettled(self, subscription_id: str) -> list[Charge]: ...
+
+    def latest_paid(self, subscription_id: str) -> datetime | None: ...
 
 
 class AuditRepository(Protocol):
@@ -141,7 +177,17 @@ class BillingRepository(Protocol):
         """The ledger rows of these (subscription, period) pairs that exist."""
         ...
 
-    def card_unavailable(self, customer_id: str | None) -> CardReport | None: ...
+    def card_unavailable(
+        self, customer_id: str | None, created: datetime | None = None
+    ) -> CardReport | None: ...
+
+    def open_ledger(
+        self, subscription_ids: Sequence[str], current: Sequence[tuple[str, str]]
+    ) -> dict[str, list[LedgerState]]: ...
+
+    def card_reports(self, subscription_ids: Sequence[str]) -> dict[str, CardReport]: ...
+
+    def clear_card_report(self, subscription_id: str, now: datetime) -> str | None: ...
 
     def report_card_unavailable(self, report: CardReport, event_id: str) -> None: ...
 
@@ -180,6 +226,37 @@ class ViewRepository(Protocol):
         ...
 
 
+class PlatformRequestRepository(Protocol):
+    def claim(self, request_id: str, kind: str, subject: str, now: datetime) -> bool:
+        """Register a request id for (kind, subject) before sending it; False when it
+        already belongs to another one."""
+        ...
+
+
+class HoldRepository(Protocol):
+    def hold(self, subscription_id: str, period: str, reason: str, now: datetime) -> bool: ...
+
+    def open(self) -> list[tuple[str, str, str | None]]: ...
+
+    def release(self, now: datetime, operator: str) -> list[tuple[str, str, str | None]]: ...
+
+    def held_at(self, at: datetime) -> bool: ...
+
+
+class ReconciliationRepository(Protocol):
+    def unsettled(self, stale_before: datetime) -> list[Charge]:
+        """Rows `unknown`, or `pending` with a last attempt before `stale_before`."""
+        ...
+
+    def paid_since(self, since: datetime) -> list[Charge]: ...
+
+    def open_anomalies(self) -> list[Any]: ...
+
+    def resolve_anomaly(
+        self, anomaly_id: int, resolution: str, operator: str, now: datetime
+    ) -> Any: ...
+
+
 class UnitOfWork(Protocol):
     clubs: ClubRepository
     subscriptions: SubscriptionRepository
@@ -191,6 +268,10 @@ class UnitOfWork(Protocol):
     # Club changes: repositories/club_changes.py, speaking domain/club_change_model.py.
     club_changes: Any
     views: ViewRepository
+
+    requests: PlatformRequestRepository
+    holds: HoldRepository
+    reconciliation: ReconciliationRepository
 
     def __enter__(self) -> Self: ...
 

@@ -14,6 +14,12 @@ In anniversary mode a subscription is billed every 1, 3 or 12 months on the day 
 month it started; a day the month does not have (the 31st, 29 February) falls on the
 month's last day. A subscription without a start date (NULL from SQL) falls back to the
 calendar.
+
+A schedule changes at a boundary, never inside a period: the previous schedule keeps
+billing up to the end of its period that held the change (`changed_at`, stored by a
+trigger on billing_schedule), and the new one starts at its first period boundary at or
+after that end. Where the two schedules' boundaries do not line up, the span between is
+not billed at all (never twice): `period_in_effect` returns None there.
 """
 
 from __future__ import annotations
@@ -38,6 +44,13 @@ class Interval(StrEnum):
 class Schedule:
     interval: Interval = Interval.MONTHLY
     anniversary: bool = False
+    # When this schedule replaced `previous` (None: always in effect).
+    changed_at: datetime | None = None
+    previous: Schedule | None = None
+
+    @property
+    def rule(self) -> tuple[Interval, bool]:
+        return (self.interval, self.anniversary)
 
 
 DEFAULT = Schedule()
@@ -103,3 +116,55 @@ def following(schedule: Schedule, now: datetime, anchor: datetime | None) -> Per
     else:
         day = _clamped(index, 1)
     return period_for(schedule, _midnight(day), anchor)
+
+
+def _add_months(day: datetime, months: int) -> datetime:
+    return _midnight(_clamped(_month_index(day) + months, day.day))
+
+
+def period_end(schedule: Schedule, period: Period, anchor: datetime | None) -> datetime:
+    """The first instant after `period` (the next period's billing date)."""
+    step = schedule.interval.months
+    if schedule.anniversary and anchor is not None:
+        return _midnight(_clamped(_month_index(period.billing_date) + step, anchor.day))
+    return _add_months(period.billing_date, step)
+
+
+def _next_start(schedule: Schedule, at: datetime, anchor: datetime | None) -> datetime:
+    """The first period start of `schedule` at or after `at`."""
+    period = period_for(schedule, at, anchor)
+    if period.billing_date >= at:
+        return period.billing_date
+    return period_end(schedule, period, anchor)
+
+
+def switch_over(schedule: Schedule, anchor: datetime | None) -> tuple[datetime, datetime]:
+    """(until, starts): the previous schedule bills periods starting before `until`, the
+    new one periods starting at or after `starts`; nothing is billed in between."""
+    previous = schedule.previous or DEFAULT
+    assert schedule.changed_at is not None
+    cursor = period_end(previous, period_for(previous, schedule.changed_at, anchor), anchor)
+    for _ in range(48):
+        start = _next_start(schedule, cursor, anchor)
+        if start == cursor:
+            return cursor, start
+        old_end = period_end(previous, period_for(previous, cursor, anchor), anchor)
+        if old_end > start:
+            # Misaligned boundaries: leave [cursor, start) unbilled rather than bill twice.
+            return cursor, start
+        cursor = old_end
+    return cursor, _next_start(schedule, cursor, anchor)
+
+
+def period_in_effect(schedule: Schedule, now: datetime, anchor: datetime | None) -> Period | None:
+    """The period to bill at `now` under a schedule that may have just changed; None in
+    the unbilled span of a change whose boundaries do not line up."""
+    previous = schedule.previous or DEFAULT
+    if schedule.changed_at is None or previous.rule == schedule.rule:
+        return period_for(schedule, now, anchor)
+    until, starts = switch_over(schedule, anchor)
+    if now < until:
+        return period_for(previous, now, anchor)
+    if now < starts:
+        return None
+    return period_for(schedule, now, anchor)

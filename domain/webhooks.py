@@ -3,6 +3,13 @@
 Every event is stored by its unique id first: a replay finds it there and changes
 nothing. An event that refers to something we cannot settle yet (a refund of a payment
 whose outcome has not arrived) is kept `pending` and applied when its payment-outcome is.
+
+Never trust arrival order. A success for any order of a period marks it paid, and paid
+is final: a later failure of the same order is a reversal for review, one dated before
+the success is stale, and a second paid order is a double charge (domain/anomalies.py).
+A failure reopens the period (a decline) only when it names the period's current
+attempt; between failures the later `occurred_at` wins (undated events rank by arrival,
+before dated ones).
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from domain import audit
+from domain import anomalies, audit, charges
 from domain.audit import Action, AuditEntry
 from domain.billing import CardReport
 from domain.charges import Charge, ChargeState
@@ -90,19 +97,77 @@ def _apply(uow: UnitOfWork, event: PlatformEvent, now: datetime) -> bool:
 
 
 def _payment_outcome(uow: UnitOfWork, event: PlatformEvent, charge: Charge, now: datetime):
-    success = event.outcome == "success"
-    details = "success" if success else f"failure: {event.reason or 'no reason given'}"
-    superseded = event.request_id != charge.request_id and charge.state == ChargeState.SUCCEEDED
-    if charge.state == ChargeState.ABANDONED or (superseded and not success):
-        # The period is closed, or a newer attempt already succeeded: record, change nothing.
-        details += f" (ledger left {charge.state.value})"
-    elif success:
-        charge = uow.charges.settle(charge.id, ChargeState.SUCCEEDED, None, now)
-    else:
-        # The period becomes chargeable again; the billing run retries it inside its window.
-        reason = f"payment failed: {event.reason or 'no reason given'}"[:500]
-        charge = uow.charges.settle(charge.id, ChargeState.FAILED, reason, now)
-    _audit(uow, event, charge, now, Action.PAYMENT_OUTCOME, details)
+    actor = audit.webhook(event.event_id)
+    request_id = event.request_id or ""
+    if event.outcome == "success":
+        before = charge.state
+        charge = charges.mark_paid(
+            uow, charge, request_id, event.occurred_at, now, actor, event.event_id
+        )
+        note = "" if before != ChargeState.SUCCEEDED else " (the period was already paid)"
+        _audit(uow, event, charge, now, Action.PAYMENT_OUTCOME, f"success{note}")
+        return
+    details = f"failure: {event.reason or 'no reason given'}"
+    note = _failure(uow, event, charge, request_id, now, actor)
+    _audit(uow, event, charge, now, Action.PAYMENT_OUTCOME, f"{details} ({note})")
+
+
+def _later(event_at: datetime | None, recorded_at: datetime | None) -> bool:
+    """Whether an event ranks after the recorded one: undated events rank by arrival
+    (so after an undated one), before every dated one."""
+    if event_at is None:
+        return recorded_at is None
+    return recorded_at is None or event_at > recorded_at
+
+
+def _failure(
+    uow: UnitOfWork,
+    event: PlatformEvent,
+    charge: Charge,
+    request_id: str,
+    now: datetime,
+    actor: str,
+) -> str:
+    """Apply a payment failure; returns what it did, for the audit."""
+    if charge.state == ChargeState.SUCCEEDED:
+        if (charge.paid_request_id or charge.request_id) != request_id:
+            return "another order paid the period; ledger left succeeded"
+        if (
+            event.occurred_at is not None
+            and charge.outcome_at is not None
+            and (event.occurred_at < charge.outcome_at)
+        ):
+            return "dated before the success of the same order: stale, ignored"
+        anomalies.record(
+            uow,
+            anomalies.Kind.REVERSAL,
+            charge,
+            request_id,
+            now,
+            actor,
+            f"the platform reported a failure ({event.reason or 'no reason given'}) after "
+            f"order {request_id} had paid {charge.period}: review it, the period stays paid",
+            event.event_id,
+        )
+        return "reversal of a paid order: recorded for review, ledger left succeeded"
+    if charge.state == ChargeState.ABANDONED:
+        return "the period is closed; ledger left abandoned"
+    if charge.request_id != request_id:
+        return f"not the current attempt ({charge.request_id}); ledger left {charge.state}"
+    if event.occurred_at is not None and event.occurred_at < charge.last_attempt_at:
+        # Dated before the current attempt was sent: it cannot be about this attempt.
+        return "dated before the current attempt was sent: stale, ignored"
+    if charge.state == ChargeState.FAILED and not _later(event.occurred_at, charge.outcome_at):
+        return "an older failure than the one recorded; ledger left failed"
+    reason = f"payment failed: {event.reason or 'no reason given'}"[:500]
+    # The period becomes chargeable again; the billing run retries it inside its window.
+    moved = uow.charges.transition(
+        charge, ChargeState.FAILED, now, reason=reason, outcome_at=event.occurred_at
+    )
+    if moved is None:
+        again = uow.charges.find_by_request_id(request_id)
+        return _failure(uow, event, again, request_id, now, actor)
+    return "declined: the period is chargeable again inside its retry window"
 
 
 def _card_unavailable(uow: UnitOfWork, event: PlatformEvent, now: datetime) -> bool:

@@ -263,6 +263,35 @@ class FakePlatform:
             self._calls = 0
             self._global_mode = _GlobalMode()
 
+    def create_order(self, request_id: str, customer_id: str, sku_id: int) -> tuple[Json, bool]:
+        """Create (or find, deduplicated by request id) an order in-process, as a
+        successful `POST /order/{request_id}` would; returns (order, created)."""
+        return self._create_or_get_order(request_id, customer_id, sku_id)
+
+    def order(self, request_id: str) -> Json | None:
+        """The order created under `request_id`, or None (`GET /order/{request_id}`)."""
+        with self._lock:
+            found = self._orders_by_request_id.get(request_id)
+            return dict(found) if found is not None else None
+
+    def fail_payment(self, request_id: str, reason: str = "insufficient_funds") -> Json | None:
+        """Mark an order's payment failed (what a payment-outcome failure reports)."""
+        with self._lock:
+            found = self._orders_by_request_id.get(request_id)
+            if found is not None:
+                found["status"] = "payment_failed"
+                found["failure_reason"] = reason
+            return dict(found) if found is not None else None
+
+    def handle_get_order(self, request_id: str, headers: Message) -> _Outcome:
+        auth_error = self._credentials_error(headers)
+        if auth_error is not None:
+            return _Outcome.error(401, auth_error)
+        found = self.order(request_id)
+        if found is None:
+            return _Outcome.error(404, f"no order with request id {request_id}")
+        return _Outcome.json(200, found)
+
     # --- request handling (called from handler threads) -------------------------------------
 
     def handle_order(self, request_id: str, headers: Message, body: bytes) -> _Outcome:
@@ -531,6 +560,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(_Outcome.json(200, self.platform.control))
         elif path == "/webhooks":
             self._send(_Outcome.json(200, self.platform.webhooks))
+        elif path.startswith(_ORDER_PREFIX) and "/" not in path[len(_ORDER_PREFIX) :]:
+            request_id = unquote(path[len(_ORDER_PREFIX) :])
+            self._send(self.platform.handle_get_order(request_id, self.headers))
         else:
             self._send(_Outcome.error(404, "not found"))
 

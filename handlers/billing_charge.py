@@ -26,11 +26,14 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from adapters import alarms
 from common import clock, settings
 from common.observability import logger, metrics
-from domain import billing
+from domain import billing, errors
 from handlers.charge import platform
 from repositories.unit_of_work import SqlAlchemyUnitOfWork
+
+alarms.install()
 
 # A batch whose every record failed is answered like any other (all reported), not raised.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
@@ -41,6 +44,9 @@ METRIC = {
     billing.Outcome.FAILED: "ChargeFailed",
     billing.Outcome.SKIPPED: "BillingSkipped",
     billing.Outcome.CANCELLED: "BillingCancelled",
+    # The PlatformFailureAlarm's metric (serverless.yml).
+    billing.Outcome.PLATFORM_ERROR: "PlatformFailure",
+    billing.Outcome.ABANDONED: "BillingAbandoned",
 }
 
 
@@ -53,6 +59,8 @@ def settle_one(message: billing.BillingMessage) -> billing.Outcome:
         clock.now,
         timedelta(seconds=config.charge_pending_timeout_seconds),
         timedelta(days=config.billing_retry_days),
+        period=message.period,
+        step=message.step,
     )
 
 
@@ -83,6 +91,8 @@ def record_handler(record: SQSRecord, lambda_context: Any = None) -> str:
     try:
         outcome = settle_one(message)
     except Exception as exc:
+        if isinstance(exc, errors.PlatformError):
+            metrics.add_metric(name="PlatformFailure", unit=MetricUnit.Count, value=1)
         logger.warning(
             "billing message failed, SQS will retry it",
             subscription_id=message.subscription_id,
@@ -95,6 +105,7 @@ def record_handler(record: SQSRecord, lambda_context: Any = None) -> str:
         "billing message settled",
         subscription_id=message.subscription_id,
         period=message.period,
+        step=message.step.value,
         outcome=outcome.value,
     )
     metrics.add_metric(name=METRIC[outcome], unit=MetricUnit.Count, value=1)

@@ -14,6 +14,14 @@ It is built to be cut off and resumed, never restarted from the top:
   checkpoint, with the same planning instant;
 - one invocation at a time holds the run (a lease); a finished run is not run again that
   day, so a retry or a second schedule tick queues nothing twice.
+The cancellation breaker (docs/money-path.md) is decided once per run day, over the
+whole due set, before anything is queued: the first invocation of the day plans every
+eligible subscription without queueing (`billing.weigh_cancellations`) and counts the
+cancellations it would cause. Above BILLING_MAX_CANCELLATIONS it holds them all
+(billing_hold, held at the run's planning instant), emits CancellationsHeld (alarmed on),
+and the stream then queues no cancellation, in this invocation or any that resumes it
+(they find the holds dated at the run's planning instant); charges and abandons are
+queued as usual. `make release-cancellations` releases them.
 A message can be queued twice only when an invocation dies between SQS's acknowledgement
 and the checkpoint (at most CHECKPOINT_EVERY); the ledger charges a period once whatever
 the number of messages (`billing.settle`), so that costs a no-op delivery, never a charge.
@@ -35,7 +43,7 @@ from adapters.billing_queue import BATCH_SIZE, SqsBillingQueue
 from common import clock, settings
 from common.observability import logger, metrics
 from domain import audit, billing, club_change_model, club_changes
-from domain.billing_runs import run_date_for
+from domain.billing_runs import RunState, run_date_for
 from repositories.billing_runs import SqlAlchemyBillingRunRepository
 from repositories.unit_of_work import SqlAlchemyUnitOfWork
 
@@ -69,7 +77,14 @@ def run_engine() -> Engine:
             "application_name": "beer-club-billing-run",
             "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
         },
+        # No customer data in logs on error paths (issue 12).
+        hide_parameters=True,
     )
+
+
+def breaker() -> billing.Breaker:
+    config = settings.get()
+    return billing.Breaker(config.billing_max_cancellations, config.billing_max_cancellations_floor)
 
 
 class Senders:
@@ -166,6 +181,10 @@ class Run:
         # Club-change hook: record changes whose instant passed, cancel interfered ones,
         # before planning (idempotent, so every invocation of the day may do it).
         sweep_club_changes(now)
+        config = settings.get()
+        self.retry_window = timedelta(days=config.billing_retry_days)
+        self.pending_timeout = timedelta(seconds=config.charge_pending_timeout_seconds)
+        self.hold_cancellations = self._breaker(state)
         self.run_date = run_date
         self.result = RunResult(
             "paused", last_queued_id=state.last_queued_id, invocations=state.invocations
@@ -192,6 +211,34 @@ class Run:
         self.result.status = "finished" if done else "paused"
         return self.result
 
+    def _breaker(self, state: RunState) -> bool:
+        """True when this run day's cancellations are held (decided once, before the
+        first message of the day is queued; see the module's docstring)."""
+        if billing.held_at(SqlAlchemyUnitOfWork(self.engine), state.planned_at):
+            return True
+        if state.last_queued_id is not None:
+            # An earlier invocation decided, and held nothing.
+            return False
+        summary = billing.RunSummary()
+        held = billing.weigh_cancellations(
+            SqlAlchemyUnitOfWork(self.engine),
+            state.planned_at,
+            breaker(),
+            summary,
+            self.retry_window,
+            self.pending_timeout,
+        )
+        if held:
+            logger.error(
+                "billing cancellations held by the breaker",
+                held=len(summary.held),
+                limit=summary.limit,
+                due=summary.due,
+            )
+        # The CancellationsHeldAlarm's metric (serverless.yml).
+        metrics.add_metric(name="CancellationsHeld", unit=MetricUnit.Count, value=len(summary.held))
+        return held
+
     def _stream(
         self,
         planned_at: datetime,
@@ -202,23 +249,34 @@ class Run:
     ) -> bool:
         """Plan and send from after `after`; True when it stopped for lack of time."""
         planned = billing.plan(
-            SqlAlchemyUnitOfWork(self.engine), planned_at, after=after, in_order=True
+            SqlAlchemyUnitOfWork(self.engine),
+            planned_at,
+            retry_window=self.retry_window,
+            pending_timeout=self.pending_timeout,
+            after=after,
+            in_order=True,
         )
         seen = 0
         try:
             for item in planned:
-                seen += 1
+                if item.subscription_id != self.last:
+                    # A subscription's messages come together (several periods): the time
+                    # and the checkpoint are looked at between subscriptions, never inside
+                    # one, so the checkpoint never splits a subscription.
+                    if seen and seen % check_every == 0 and time_left_ms() < STOP_MARGIN_MS:
+                        return True
+                    if seen and seen % checkpoint_every == 0:
+                        self._checkpoint()
+                    seen += 1
                 if item.message is None:
-                    self.pending[str(item.settled_as)] += 1
+                    self.pending[str(item.settled_as) if item.settled_as else "in flight"] += 1
+                elif item.message.step == billing.Step.CANCEL and self.hold_cancellations:
+                    self.pending["held"] += 1
                 else:
                     self.batch.append(item.message)
                     if len(self.batch) == BATCH_SIZE:
                         self._send()
                 self.last = item.subscription_id
-                if seen % check_every == 0 and time_left_ms() < STOP_MARGIN_MS:
-                    return True
-                if seen % checkpoint_every == 0:
-                    self._checkpoint()
         finally:
             planned.close()
         return False

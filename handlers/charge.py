@@ -6,7 +6,7 @@ from functools import lru_cache
 import orjson
 from aws_lambda_powertools.metrics import MetricUnit
 
-from adapters import secrets
+from adapters import alarms, secrets
 from adapters.ecommerce_client import HttpEcommerce
 from common import clock, settings
 from common.observability import logger, metrics
@@ -14,6 +14,8 @@ from domain import charges, errors
 from handlers import http
 from handlers.schemas import ChargePath
 from repositories.unit_of_work import SqlAlchemyUnitOfWork
+
+alarms.install()
 
 
 @lru_cache(maxsize=1)
@@ -58,8 +60,13 @@ def lambda_handler(event: dict) -> http.Response:
             timedelta(seconds=settings.get().charge_pending_timeout_seconds),
         )
     except errors.PlatformError as exc:
-        logger.warning("charge failed at the platform", code=exc.code, **exc.data)
+        # The platform's body stays out of the logs (it may name the customer).
+        data = {k: v for k, v in exc.data.items() if k != "platform_response"}
+        logger.warning("charge failed at the platform", code=exc.code, **data)
         metrics.add_metric(name="ChargeFailed", unit=MetricUnit.Count, value=1)
+        # The PlatformFailureAlarm's metric (serverless.yml): 5xx, unreachable, timeout,
+        # refused credentials or throttling.
+        metrics.add_metric(name="PlatformFailure", unit=MetricUnit.Count, value=1)
         raise
     charge = result.charge
     if result.replayed:
@@ -85,6 +92,8 @@ def lambda_handler(event: dict) -> http.Response:
     metrics.add_metric(
         name="ChargePlaced" if placed else "ChargeFailed", unit=MetricUnit.Count, value=1
     )
+    if answer.status >= 500:
+        metrics.add_metric(name="PlatformFailure", unit=MetricUnit.Count, value=1)
     # The platform's answer is relayed as it came; a body that is not JSON is wrapped.
     body = answer.json if answer.is_json else {"platform_response": answer.text}
     return http.Response(answer.status, body)

@@ -53,6 +53,8 @@ ERROR_STATUS: dict[type[errors.DomainError], int] = {
     errors.ClubChangePending: 409,
     errors.ClubChangeNotFound: 404,
     errors.StatusChangeScheduled: 409,
+    errors.RequestIdInUse: 409,
+    errors.PlatformRefused: 502,
 }
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -201,9 +203,11 @@ def endpoint(
             logger.info("request rejected", status=exc.status, reason=exc.message)
             response = error_response(exc.status, exc.code, exc.message)
         except errors.DomainError as exc:
-            status = ERROR_STATUS.get(type(exc), 409)
-            logger.info("request refused", status=status, code=exc.code, **exc.data)
+            status = getattr(exc, "status", None) or ERROR_STATUS.get(type(exc), 409)
+            logged = {k: v for k, v in exc.data.items() if k != "platform_response"}
+            logger.info("request refused", status=status, code=exc.code, **logged)
             response = error_response(status, exc.code, exc.message, **exc.data)
+            response.headers.update(getattr(exc, "headers", {}))
         except OperationalError:
             logger.exception("database unavailable")
             response = error_response(

@@ -13,13 +13,15 @@ from datetime import UTC
 import orjson
 from aws_lambda_powertools.metrics import MetricUnit
 
-from adapters import secrets, webhook_signature
+from adapters import alarms, secrets, webhook_signature
 from common import clock, settings
 from common.observability import logger, metrics
 from domain import webhooks
 from handlers import http
 from handlers.schemas import PaymentOutcomeEvent, RefundEvent, WebhookBody
 from repositories.unit_of_work import SqlAlchemyUnitOfWork
+
+alarms.install()
 
 
 def _raw_body(event: dict) -> bytes:

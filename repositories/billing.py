@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import delete, func, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
@@ -14,6 +14,8 @@ from domain.charges import ChargeState
 from repositories.charges import schedule_of
 from repositories.subscriptions import eligible_select
 from repositories.tables import BillingSchedule, CardUnavailable, Charge, Subscription
+
+UNSETTLED = ("pending", "failed", "unknown", "error")
 
 
 class SqlAlchemyBillingRepository:
@@ -35,6 +37,9 @@ class SqlAlchemyBillingRepository:
                 Subscription.create_date,
                 BillingSchedule.interval,
                 BillingSchedule.anniversary,
+                BillingSchedule.changed_at,
+                BillingSchedule.previous_interval,
+                BillingSchedule.previous_anniversary,
             )
             .join(eligible, eligible.c.id == Subscription.id)
             .outerjoin(BillingSchedule, BillingSchedule.club_id == Subscription.club_id)
@@ -50,7 +55,17 @@ class SqlAlchemyBillingRepository:
         try:
             for rows in result.partitions():
                 yield [
-                    Candidate(row.id, schedule_of(row.interval, row.anniversary), row.create_date)
+                    Candidate(
+                        row.id,
+                        schedule_of(
+                            row.interval,
+                            row.anniversary,
+                            row.changed_at,
+                            row.previous_interval,
+                            row.previous_anniversary,
+                        ),
+                        row.create_date,
+                    )
                     for row in rows
                 ]
         finally:
@@ -73,15 +88,97 @@ class SqlAlchemyBillingRepository:
             for row in rows
         }
 
-    def card_unavailable(self, customer_id: str | None) -> CardReport | None:
+    def card_unavailable(
+        self, customer_id: str | None, created: datetime | None = None
+    ) -> CardReport | None:
+        """The customer's card report, if it applies to a subscription created at
+        `created` (reports apply to subscriptions created before them)."""
         if not customer_id:
             return None
         row = self.connection.execute(
             select(CardUnavailable).where(CardUnavailable.customer_store_id == customer_id)
         ).one_or_none()
-        if row is None:
+        if row is None or (created is not None and row.reported_at < created):
             return None
         return CardReport(row.customer_store_id, row.reason, row.reported_at)
+
+    def open_ledger(
+        self, subscription_ids: Sequence[str], current: Sequence[tuple[str, str]]
+    ) -> dict[str, list[LedgerState]]:
+        """Per subscription: its row of the current period and every unsettled row."""
+        if not subscription_ids:
+            return {}
+        condition = Charge.state.in_(UNSETTLED)
+        if current:
+            condition = or_(condition, tuple_(Charge.subscription_id, Charge.period).in_(current))
+        rows = self.connection.execute(
+            select(
+                Charge.subscription_id,
+                Charge.period,
+                Charge.state,
+                Charge.attempts,
+                Charge.billing_date,
+                Charge.created_at,
+                Charge.declined_at,
+                Charge.last_attempt_at,
+            ).where(Charge.subscription_id.in_(list(subscription_ids)), condition)
+        )
+        found: dict[str, list[LedgerState]] = {}
+        for row in rows:
+            found.setdefault(row.subscription_id, []).append(
+                LedgerState(
+                    ChargeState(row.state),
+                    row.attempts,
+                    row.period,
+                    row.billing_date,
+                    row.created_at,
+                    row.declined_at,
+                    row.last_attempt_at,
+                )
+            )
+        return found
+
+    def card_reports(self, subscription_ids: Sequence[str]) -> dict[str, CardReport]:
+        """The card reports that apply to these subscriptions (created before the report)."""
+        if not subscription_ids:
+            return {}
+        rows = self.connection.execute(
+            select(
+                Subscription.id,
+                CardUnavailable.customer_store_id,
+                CardUnavailable.reason,
+                CardUnavailable.reported_at,
+            )
+            .join(
+                CardUnavailable,
+                CardUnavailable.customer_store_id == Subscription.customer_store_id,
+            )
+            .where(
+                Subscription.id.in_(list(subscription_ids)),
+                or_(
+                    Subscription.create_date.is_(None),
+                    Subscription.create_date <= CardUnavailable.reported_at,
+                ),
+            )
+        )
+        return {
+            row.id: CardReport(row.customer_store_id, row.reason, row.reported_at) for row in rows
+        }
+
+    def clear_card_report(self, subscription_id: str, now: datetime) -> str | None:
+        """A successful charge clears its customer's earlier card report; returns the
+        customer whose report was cleared."""
+        customer = (
+            select(Subscription.customer_store_id)
+            .where(Subscription.id == subscription_id)
+            .scalar_subquery()
+        )
+        return self.connection.scalar(
+            delete(CardUnavailable)
+            .where(CardUnavailable.customer_store_id == customer)
+            .where(CardUnavailable.reported_at <= now)
+            .returning(CardUnavailable.customer_store_id)
+        )
 
     def report_card_unavailable(self, report: CardReport, event_id: str) -> None:
         values = {

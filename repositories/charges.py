@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, bindparam, select, text, update
+from sqlalchemy import DateTime, bindparam, func, select, text, update
 from sqlalchemy.engine import Connection
 
 from domain import schedules
@@ -31,6 +31,9 @@ _TARGET = (
         _SCHEDULE.c.interval,
         _SCHEDULE.c.anniversary,
         _SUBSCRIPTION.c.create_date,
+        _SCHEDULE.c.changed_at,
+        _SCHEDULE.c.previous_interval,
+        _SCHEDULE.c.previous_anniversary,
     )
     .select_from(_SUBSCRIPTION)
     .outerjoin(_CLUB, _CLUB.c.id == _SUBSCRIPTION.c.club_id)
@@ -52,19 +55,15 @@ _ROW = (
     ChargeRow.last_attempt_at,
     ChargeRow.billing_date,
     ChargeRow.failure_reason,
+    ChargeRow.declined_at,
+    ChargeRow.paid_request_id,
+    ChargeRow.outcome_at,
 )
 _COLUMNS = ", ".join(column.key for column in _ROW)
 
 _FIND_FOR_UPDATE = text(
     f"SELECT {_COLUMNS} FROM charge"
     " WHERE subscription_id = :subscription_id AND period = :period FOR UPDATE"
-)
-
-_OPEN_BEFORE = text(
-    f"SELECT {_COLUMNS} FROM charge"
-    " WHERE subscription_id = :subscription_id AND period <> :period"
-    " AND state IN ('pending', 'failed', 'unknown')"
-    " ORDER BY created_at DESC, id DESC LIMIT 1 FOR UPDATE"
 )
 
 # The ledger row and its first attempt, together; nothing at all when the month's row exists.
@@ -91,7 +90,7 @@ _BEGIN_ATTEMPT = text(
         UPDATE charge SET state = :pending, attempts = attempts + 1, request_id = :request_id,
             customer_store_id = :customer_store_id, store_sku = :store_sku,
             updated_at = :now, last_attempt_at = :now, failure_reason = NULL
-        WHERE id = :charge_id
+        WHERE id = :charge_id AND state = :expected AND attempts = :attempts
         RETURNING {_COLUMNS}
     ), attempt AS (
         INSERT INTO charge_attempt (charge_id, attempt, request_id, started_at)
@@ -101,8 +100,9 @@ _BEGIN_ATTEMPT = text(
     """
 )
 
-# Only the attempt that still owns the row may settle it: a slower, superseded attempt
-# leaves its answer in charge_attempt alone.
+# The attempt's answer is kept whenever the attempt still owns the row (a webhook may have
+# settled it first: then only its state stays); the state moves only from pending. A
+# decline opens the retry window (declined_at); a success names the order that paid.
 _RECORD = text(
     f"""
     WITH attempt AS (
@@ -110,21 +110,50 @@ _RECORD = text(
             platform_status = :status, platform_body = :body, error = :error
         WHERE charge_id = :charge_id AND attempt = :attempts
     )
-    UPDATE charge SET state = :state, platform_status = :status, platform_body = :body,
+    UPDATE charge SET
+        state = CASE WHEN state = :pending THEN :state ELSE state END,
+        declined_at = CASE WHEN state = :pending AND :state = 'failed'
+            THEN coalesce(declined_at, :now) ELSE declined_at END,
+        paid_request_id = CASE WHEN state = :pending AND :state = 'succeeded'
+            THEN request_id ELSE paid_request_id END,
+        platform_status = coalesce(:status, platform_status),
+        platform_body = coalesce(:body, platform_body),
+        failure_reason = CASE WHEN state = :pending THEN :error ELSE failure_reason END,
         updated_at = :now
-    WHERE id = :charge_id AND attempts = :attempts AND state = :pending
+    WHERE id = :charge_id AND attempts = :attempts AND request_id = :request_id
     RETURNING {_COLUMNS}
     """
 )
 
+_ANOMALY = text(
+    """
+    INSERT INTO charge_anomaly (kind, charge_id, subscription_id, period, request_id,
+        paid_request_id, event_id, detected_at, detected_by, details)
+    VALUES (:kind, :charge_id, :subscription_id, :period, :request_id, :paid_request_id,
+        :event_id, :detected_at, :detected_by, :details)
+    ON CONFLICT (kind, charge_id, request_id) DO NOTHING
+    RETURNING id
+    """
+)
 
-def schedule_of(interval: str | None, anniversary: bool | None) -> schedules.Schedule:
-    """A schedule row's values as the domain's Schedule (no row: the default)."""
+
+def _interval(interval: str | None) -> schedules.Interval:
     try:
-        parsed = schedules.Interval(interval) if interval else schedules.Interval.MONTHLY
+        return schedules.Interval(interval) if interval else schedules.Interval.MONTHLY
     except ValueError:
-        parsed = schedules.Interval.MONTHLY
-    return schedules.Schedule(parsed, bool(anniversary))
+        return schedules.Interval.MONTHLY
+
+
+def schedule_of(
+    interval: str | None,
+    anniversary: bool | None,
+    changed_at: datetime | None = None,
+    previous_interval: str | None = None,
+    previous_anniversary: bool | None = None,
+) -> schedules.Schedule:
+    """A schedule row's values as the domain's Schedule (no row: the default)."""
+    previous = schedules.Schedule(_interval(previous_interval), bool(previous_anniversary))
+    return schedules.Schedule(_interval(interval), bool(anniversary), changed_at, previous)
 
 
 def _charge(row) -> Charge:
@@ -144,19 +173,13 @@ class SqlAlchemyChargeRepository:
         row = self._execute(_TARGET, {"subscription_id": subscription_id, "at": at}).first()
         if row is None:
             return None
-        *target, interval, anniversary, started = row
-        return ChargeTarget(*target, schedule_of(interval, anniversary), started)
+        *target, interval, anniversary, started, changed_at, prev_interval, prev_anniv = row
+        schedule = schedule_of(interval, anniversary, changed_at, prev_interval, prev_anniv)
+        return ChargeTarget(*target, schedule, started)
 
     def find_for_update(self, subscription_id: str, period: str) -> Charge | None:
         row = self._execute(
             _FIND_FOR_UPDATE, {"subscription_id": subscription_id, "period": period}
-        ).first()
-        return _charge(row) if row else None
-
-    def open_before(self, subscription_id: str, period: str) -> Charge | None:
-        """The latest charge of another period that neither succeeded nor was abandoned."""
-        row = self._execute(
-            _OPEN_BEFORE, {"subscription_id": subscription_id, "period": period}
         ).first()
         return _charge(row) if row else None
 
@@ -184,20 +207,23 @@ class SqlAlchemyChargeRepository:
         return _charge(row) if row else None
 
     def begin_attempt(
-        self, charge_id: int, request_id: str, target: ChargeTarget, now: datetime
-    ) -> Charge:
+        self, charge: Charge, request_id: str, target: ChargeTarget, now: datetime
+    ) -> Charge | None:
+        """A new attempt on a row still in the state (and attempt) read; None if moved."""
         row = self._execute(
             _BEGIN_ATTEMPT,
             {
-                "charge_id": charge_id,
+                "charge_id": charge.id,
+                "expected": charge.state.value,
+                "attempts": charge.attempts,
                 "request_id": request_id,
                 "pending": ChargeState.PENDING.value,
                 "customer_store_id": target.customer_id,
                 "store_sku": target.sku_id,
                 "now": now,
             },
-        ).one()
-        return _charge(row)
+        ).first()
+        return _charge(row) if row else None
 
     def record(
         self,
@@ -213,6 +239,7 @@ class SqlAlchemyChargeRepository:
             {
                 "charge_id": charge.id,
                 "attempts": charge.attempts,
+                "request_id": charge.request_id,
                 "state": state.value,
                 "status": status,
                 "body": body,
@@ -236,14 +263,81 @@ class SqlAlchemyChargeRepository:
         row = self.connection.execute(stmt.limit(1)).first()
         return _charge(row) if row else None
 
-    def settle(
-        self, charge_id: int, state: ChargeState, reason: str | None, now: datetime
-    ) -> Charge:
-        """Set a row's state from outside an attempt (a platform event, the retry window)."""
+    def transition(
+        self,
+        charge: Charge,
+        state: ChargeState,
+        now: datetime,
+        *,
+        reason: str | None = None,
+        paid_request_id: str | None = None,
+        outcome_at: datetime | None = None,
+    ) -> Charge | None:
+        """Move a row from the state, request id and attempt it was read in; None when
+        another writer moved it first (the caller re-reads and decides again)."""
+        values: dict = {"state": state.value, "failure_reason": reason, "updated_at": now}
+        if state == ChargeState.SUCCEEDED:
+            values["paid_request_id"] = paid_request_id or charge.request_id
+        if outcome_at is not None:
+            values["outcome_at"] = outcome_at
+        if state == ChargeState.FAILED:
+            values["declined_at"] = func.coalesce(ChargeRow.declined_at, now)
         row = self.connection.execute(
             update(ChargeRow)
-            .where(ChargeRow.id == charge_id)
-            .values(state=state.value, failure_reason=reason, updated_at=now)
+            .where(
+                ChargeRow.id == charge.id,
+                ChargeRow.state == charge.state.value,
+                ChargeRow.request_id == charge.request_id,
+                ChargeRow.attempts == charge.attempts,
+            )
+            .values(**values)
             .returning(*_ROW)
-        ).one()
-        return _charge(row)
+        ).first()
+        return _charge(row) if row else None
+
+    def add_anomaly(self, anomaly) -> bool:
+        row = self._execute(
+            _ANOMALY,
+            {
+                "kind": anomaly.kind.value,
+                "charge_id": anomaly.charge_id,
+                "subscription_id": anomaly.subscription_id,
+                "period": anomaly.period,
+                "request_id": anomaly.request_id,
+                "paid_request_id": anomaly.paid_request_id,
+                "event_id": anomaly.event_id,
+                "detected_at": anomaly.detected_at,
+                "detected_by": anomaly.detected_by,
+                "details": anomaly.details,
+            },
+        ).first()
+        return row is not None
+
+    def find(self, subscription_id: str, period: str, *, lock: bool = True) -> Charge | None:
+        stmt = select(*_ROW).where(
+            ChargeRow.subscription_id == subscription_id, ChargeRow.period == period
+        )
+        if lock:
+            stmt = stmt.with_for_update()
+        row = self.connection.execute(stmt).first()
+        return _charge(row) if row else None
+
+    def unsettled(self, subscription_id: str) -> list[Charge]:
+        """Every row of the subscription not yet succeeded or abandoned, oldest first."""
+        rows = self.connection.execute(
+            select(*_ROW)
+            .where(
+                ChargeRow.subscription_id == subscription_id,
+                ChargeRow.state.in_(("pending", "failed", "unknown", "error")),
+            )
+            .order_by(ChargeRow.billing_date, ChargeRow.id)
+        )
+        return [_charge(row) for row in rows]
+
+    def latest_paid(self, subscription_id: str) -> datetime | None:
+        """The billing date of the subscription's latest paid period."""
+        return self.connection.scalar(
+            select(func.max(ChargeRow.billing_date)).where(
+                ChargeRow.subscription_id == subscription_id, ChargeRow.state == "succeeded"
+            )
+        )

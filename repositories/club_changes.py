@@ -321,10 +321,16 @@ class SqlAlchemyClubChangeRepository:
     def abandon_failed(
         self, subscription_id: str, now: datetime, reason: str
     ) -> list[tuple[int, str, str, int]]:
-        """Declined periods of a subscription that was left: final, never retried."""
+        """Declined periods (failed) and periods that met only platform failures (error)
+        of a subscription that was left: final, never retried, nobody cancelled. A guarded
+        transition: only a row still failed or error moves (never unknown, pending or
+        paid: those are the money path's and reconciliation's)."""
         rows = self.connection.execute(
             update(ChargeRow)
-            .where(ChargeRow.subscription_id == subscription_id, ChargeRow.state == "failed")
+            .where(
+                ChargeRow.subscription_id == subscription_id,
+                ChargeRow.state.in_(("failed", "error")),
+            )
             .values(state="abandoned", failure_reason=reason, updated_at=now)
             .returning(ChargeRow.id, ChargeRow.period, ChargeRow.request_id, ChargeRow.attempts)
         )

@@ -31,6 +31,8 @@ def engine() -> Engine:
         pool_pre_ping=True,
         pool_recycle=300,
         connect_args=connect_args,
+        # Errors (and their log lines) never carry the statement's values: customer ids.
+        hide_parameters=True,
     )
 
 

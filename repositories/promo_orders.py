@@ -8,7 +8,12 @@ from datetime import datetime
 from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection
 
+from domain.errors import RequestIdInUse
 from domain.promo_model import OrderState, Promo, PromoOrder, Reservation
+from repositories.platform_requests import SqlAlchemyPlatformRequestRepository
+
+# The kind of a promo order's request id in the platform_request registry (issue 12).
+PROMO_REQUEST_KIND = "promo"
 
 _COLUMNS = (
     "id, reservation_id, promo_id, customer_id, sku, unit_price, request_id, state, attempts,"
@@ -98,9 +103,14 @@ class SqlAlchemyPromoOrderRepository:
         """THE one place a promo order's request id is claimed, before calling out.
 
         A request id is unique in promo_order (a second claim of the same id by another
-        reservation fails here, inside the transaction). This is where the shared
-        request-id registry of charges and promo orders is written at merge time.
+        reservation fails here, inside the transaction). The id is also registered in the
+        shared request-id registry of charges and promo orders (platform_request, kind
+        'promo', subject the reservation): a charge can never send a promo's id, nor a
+        promo a charge's (RequestIdInUse, 409, nothing called).
         """
+        registry = SqlAlchemyPlatformRequestRepository(self.connection)
+        if not registry.claim(request_id, PROMO_REQUEST_KIND, reservation.id, now):
+            raise RequestIdInUse(request_id)
         if previous is None:
             row = self.connection.execute(
                 _CREATE,

@@ -160,6 +160,9 @@ Charge = _Table(
     Column("last_attempt_at", DateTime),
     Column("billing_date", DateTime),
     Column("failure_reason", Text),
+    Column("declined_at", DateTime),
+    Column("paid_request_id", String(36)),
+    Column("outcome_at", DateTime),
     UniqueConstraint("subscription_id", "period"),
 )
 
@@ -187,6 +190,9 @@ BillingSchedule = _Table(
     Column("interval", String(16), default="monthly"),
     Column("anniversary", Boolean, default=False),
     Column("updated_at", DateTime, default=_utcnow),
+    Column("changed_at", DateTime),
+    Column("previous_interval", String(16)),
+    Column("previous_anniversary", Boolean),
 )
 
 
@@ -264,4 +270,46 @@ ClubChange = _Table(
     Column("cancelled_at", DateTime),
     Column("cancel_reason", Text),
     Column("applied_recorded_at", DateTime),
+)
+
+
+# Every request id sent to the platform and the one thing it charges (revision 0007).
+PlatformRequest = _Table(
+    "platform_request",
+    Column("request_id", String(64), primary_key=True),
+    Column("kind", String(16)),
+    Column("subject", String(128)),
+    Column("created_at", DateTime),
+)
+
+
+# Double charges, reversals and late payments: for review, never hidden.
+ChargeAnomaly = _Table(
+    "charge_anomaly",
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("kind", String(32)),
+    Column("charge_id", BigInteger),
+    Column("subscription_id", String(36)),
+    Column("period", String(16)),
+    Column("request_id", String(64)),
+    Column("paid_request_id", String(64)),
+    Column("event_id", String(128)),
+    Column("detected_at", DateTime),
+    Column("detected_by", String(128)),
+    Column("details", Text),
+    Column("resolved_at", DateTime),
+    Column("resolution", Text),
+)
+
+
+# Cancellations the billing run's breaker held back until an operator releases them.
+BillingHold = _Table(
+    "billing_hold",
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("subscription_id", String(36)),
+    Column("period", String(16)),
+    Column("reason", Text),
+    Column("held_at", DateTime),
+    Column("released_at", DateTime),
+    Column("released_by", String(128)),
 )

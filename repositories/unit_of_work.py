@@ -54,6 +54,14 @@ class SqlAlchemyUnitOfWork:
     _REPOSITORIES += ("club_changes",)
     _REPOSITORIES += ("views",)
 
+    # The money path (issue 12): the request-id registry and the billing breaker's holds.
+    requests = _Repository("repositories.platform_requests", "SqlAlchemyPlatformRequestRepository")
+    holds = _Repository("repositories.holds", "SqlAlchemyHoldRepository")
+    reconciliation = _Repository(
+        "repositories.reconciliation", "SqlAlchemyReconciliationRepository"
+    )
+    _REPOSITORIES += ("requests", "holds", "reconciliation")
+
     def __init__(self, engine: Engine | None = None) -> None:
         self._engine = engine
         self.connection: Connection | None = None

@@ -37,7 +37,16 @@ from handlers.charge import platform
 from repositories.unit_of_work import SqlAlchemyUnitOfWork
 
 ROOT = Path(__file__).resolve().parent.parent
-ORDER = ("charged", "already charged", "failed", "skipped", "cancelled")
+ORDER = (
+    "charged",
+    "already charged",
+    "failed",
+    "platform error",
+    "skipped",
+    "cancelled",
+    "abandoned",
+    "held",
+)
 
 
 class NotConfigured(SystemExit):
@@ -155,23 +164,42 @@ def run(out: TextIO = sys.stdout) -> Counter[str]:
     # Club-change hook: record changes whose instant passed, cancel interfered ones.
     club_changes.sweep(SqlAlchemyUnitOfWork(), now, audit.BILLING_RUN)
     progress = Progress(billing.eligible_count(SqlAlchemyUnitOfWork(), now), out)
-    for planned in billing.plan(SqlAlchemyUnitOfWork(), now):
-        if planned.message is None:
-            counts["already charged" if planned.settled_as == "succeeded" else "skipped"] += 1
-        else:
-            try:
-                outcome = billing.settle(
-                    SqlAlchemyUnitOfWork(),
-                    platform(),
-                    planned.message.subscription_id,
-                    clock.now,
-                    pending_timeout,
-                    retry_window,
-                )
-                counts[outcome.value] += 1
-            except (errors.PlatformError, errors.ChargeInProgress):
-                counts["failed"] += 1
-        progress.step(counts)
+    summary = billing.RunSummary()
+    breaker = billing.Breaker(
+        config.billing_max_cancellations, config.billing_max_cancellations_floor
+    )
+    seen: set[str] = set()
+    produced = billing.produce(
+        SqlAlchemyUnitOfWork(), now, breaker, summary, retry_window, pending_timeout
+    )
+    for message in produced:
+        try:
+            outcome = billing.settle(
+                SqlAlchemyUnitOfWork(),
+                platform(),
+                message.subscription_id,
+                clock.now,
+                pending_timeout,
+                retry_window,
+                period=message.period,
+                step=message.step,
+            )
+            counts[outcome.value] += 1
+        except (errors.PlatformError, errors.ChargeInProgress):
+            counts["failed"] += 1
+        if message.subscription_id not in seen:
+            seen.add(message.subscription_id)
+            progress.step(counts)
+    counts["already charged"] += summary.counts["succeeded"]
+    counts["skipped"] += summary.counts["abandoned"] + summary.counts["in flight"]
+    counts["held"] += len(summary.held)
+    if summary.held:
+        print(
+            f"the cancellation breaker held {len(summary.held)} cancellation(s) "
+            f"(limit {summary.limit} of {summary.due} due): review them, then "
+            "`make release-cancellations`",
+            file=sys.stderr,
+        )
     progress.close()
     return counts
 

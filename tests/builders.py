@@ -125,15 +125,25 @@ def history(db: Engine, sub_id: str) -> list[tuple]:
         )
 
 
+# A schedule in effect from long before any test's clock (revision 0007 stores when a
+# schedule changed; the database's own clock is not the tests' pinned one).
+SCHEDULE_SINCE = datetime(2000, 1, 1)
+
+
 def billing_schedule(
-    db: Engine, club_id: int, interval: str = "monthly", anniversary: bool = False
+    db: Engine,
+    club_id: int,
+    interval: str = "monthly",
+    anniversary: bool = False,
+    changed_at: datetime | None = SCHEDULE_SINCE,
 ) -> None:
     with db.begin() as conn:
         conn.execute(
             text(
-                "INSERT INTO billing_schedule (club_id, interval, anniversary) VALUES (:c, :i, :a)"
+                "INSERT INTO billing_schedule (club_id, interval, anniversary, changed_at)"
+                " VALUES (:c, :i, :a, :w)"
             ),
-            {"c": club_id, "i": interval, "a": anniversary},
+            {"c": club_id, "i": interval, "a": anniversary, "w": changed_at},
         )
 
 

@@ -34,6 +34,8 @@ APP_TABLES += (
     ", store, customer_profile, promo, promo_unit, promo_reservation, promo_order,"
     " promo_order_attempt, promo_notification"
 )
+# The money path (issue 12).
+APP_TABLES += ", platform_request, charge_anomaly, billing_hold"
 
 
 def alembic_config() -> Config:

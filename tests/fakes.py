@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -114,15 +115,54 @@ class FakeUnitOfWork:
         self.club_changes = FakeClubChangeRepository()
         self.views = FakeViewRepository(self)
         self.commits = 0
+        # The money path (issue 12): more repositories, and a transaction that rolls back
+        # what it did not commit, like the real unit of work.
+        self.requests = FakePlatformRequestRepository()
+        self.billing = FakeBillingRepository(self)
+        self.webhooks = FakeWebhookRepository(self)
+        self.holds = FakeHoldRepository()
+        self.rollbacks = 0
+        self._snapshot: dict | None = None
+        self._depth = 0
+
+    _STATEFUL = (
+        "clubs",
+        "history",
+        "subscriptions",
+        "charges",
+        "audit",
+        "requests",
+        "billing",
+        "webhooks",
+        "holds",
+    )
+
+    def _state(self) -> dict:
+        return {
+            name: copy.deepcopy({k: v for k, v in vars(getattr(self, name)).items() if k != "uow"})
+            for name in self._STATEFUL
+        }
 
     def __enter__(self) -> FakeUnitOfWork:
+        if self._depth == 0:
+            self._snapshot = self._state()
+        self._depth += 1
         return self
 
     def __exit__(self, *exc: object) -> None:
-        pass
+        self._depth -= 1
+        if self._depth == 0 and self._snapshot is not None:
+            # Roll back whatever was written since the last commit.
+            if self._snapshot != self._state():
+                self.rollbacks += 1
+                for name, values in self._snapshot.items():
+                    vars(getattr(self, name)).update(values)
+            self._snapshot = None
 
     def commit(self) -> None:
         self.commits += 1
+        if self._snapshot is not None:
+            self._snapshot = self._state()
 
 
 class FakeChargeRepository:
@@ -159,8 +199,10 @@ class FakeChargeRepository:
     def _by_id(self, charge_id):
         return next(c for c in self.rows.values() if c.id == charge_id)
 
-    def begin_attempt(self, charge_id, request_id, target, now):
-        old = self._by_id(charge_id)
+    def begin_attempt(self, charge, request_id, target, now):
+        old = self._by_id(charge.id)
+        if (old.state, old.attempts) != (charge.state, charge.attempts):
+            return None
         charge = replace(
             old,
             state=ChargeState.PENDING,
@@ -175,13 +217,72 @@ class FakeChargeRepository:
 
     def record(self, charge, state, status, body, error, now):
         current = self._by_id(charge.id)
-        if current.attempts != charge.attempts or current.state != ChargeState.PENDING:
+        if current.attempts != charge.attempts or current.request_id != charge.request_id:
             return None
-        settled = replace(
-            current, state=state, platform_status=status, platform_body=body, updated_at=now
-        )
+        changes = {"platform_status": status, "platform_body": body, "updated_at": now}
+        if current.state == ChargeState.PENDING:
+            changes["state"] = state
+            changes["failure_reason"] = error
+            if state == ChargeState.FAILED:
+                changes["declined_at"] = current.declined_at or now
+            if state == ChargeState.SUCCEEDED:
+                changes["paid_request_id"] = current.request_id
+        settled = replace(current, **changes)
         self.rows[(current.subscription_id, current.period)] = settled
         return settled
+
+    # --- the money path (issue 12) ---
+
+    def transition(self, charge, state, now, *, reason=None, paid_request_id=None, outcome_at=None):
+        current = self._by_id(charge.id)
+        read = (charge.state, charge.request_id, charge.attempts)
+        if (current.state, current.request_id, current.attempts) != read:
+            return None
+        changes = {"state": state, "failure_reason": reason, "updated_at": now}
+        if state == ChargeState.SUCCEEDED:
+            changes["paid_request_id"] = paid_request_id or current.request_id
+        if outcome_at is not None:
+            changes["outcome_at"] = outcome_at
+        if state == ChargeState.FAILED:
+            changes["declined_at"] = current.declined_at or now
+        moved = replace(current, **changes)
+        self.rows[(current.subscription_id, current.period)] = moved
+        return moved
+
+    def add_anomaly(self, anomaly) -> bool:
+        self.anomalies = getattr(self, "anomalies", [])
+        key = (anomaly.kind, anomaly.charge_id, anomaly.request_id)
+        if any((a.kind, a.charge_id, a.request_id) == key for a in self.anomalies):
+            return False
+        self.anomalies.append(anomaly)
+        return True
+
+    def find_by_request_id(self, request_id, *, lock=True):
+        ids = {cid for cid, _n, rid in self.attempts if rid == request_id}
+        return next(
+            (c for c in self.rows.values() if c.request_id == request_id or c.id in ids), None
+        )
+
+    def find(self, subscription_id, period, *, lock=True):
+        return self.rows.get((subscription_id, period))
+
+    def unsettled(self, subscription_id):
+        open_states = {"pending", "failed", "unknown", "error"}
+        return [
+            c
+            for c in self.rows.values()
+            if c.subscription_id == subscription_id and c.state in open_states
+        ]
+
+    def latest_paid(self, subscription_id):
+        paid = [
+            c.billing_date
+            for c in self.rows.values()
+            if c.subscription_id == subscription_id
+            and c.state == ChargeState.SUCCEEDED
+            and c.billing_date
+        ]
+        return max(paid, default=None)
 
 
 class FakeAuditRepository:
@@ -198,6 +299,11 @@ class FakeEcommerce:
     def __init__(self, *script) -> None:
         self.script = list(script)
         self.calls: list[tuple[str, str, int]] = []
+        self.not_configured: Exception | None = None
+
+    def ready(self) -> None:
+        if self.not_configured is not None:
+            raise self.not_configured
 
     def place_order(self, request_id, customer_id, sku_id):
         self.calls.append((request_id, customer_id, sku_id))
@@ -226,3 +332,87 @@ class FakeViewRepository:
         rows = [r for r in self.uow.clubs.history.get(club_id, []) if r[0] is not None]
         rows.sort(key=lambda r: (r[0], r[1] or datetime.min, r[2]), reverse=True)
         return [HistoryRow(r[3], r[0]) for r in rows]
+
+
+# --- the money path (issue 12) ---
+
+
+class FakePlatformRequestRepository:
+    def __init__(self) -> None:
+        self.claims: dict[str, tuple[str, str]] = {}
+
+    def claim(self, request_id, kind, subject, now) -> bool:
+        return self.claims.setdefault(request_id, (kind, subject)) == (kind, subject)
+
+
+class FakeBillingRepository:
+    def __init__(self, uow: FakeUnitOfWork) -> None:
+        self.uow = uow
+        self.cards: dict[str, object] = {}
+
+    def card_unavailable(self, customer_id, created=None):
+        report = self.cards.get(customer_id or "")
+        if report is None or (created is not None and report.reported_at < created):
+            return None
+        return report
+
+    def report_card_unavailable(self, report, event_id) -> None:
+        self.cards[report.customer_id] = report
+
+    def clear_card_report(self, subscription_id, now):
+        target = self.uow.charges.targets.get(subscription_id)
+        customer = target.customer_id if target else None
+        report = self.cards.get(customer or "")
+        if report is not None and report.reported_at <= now:
+            del self.cards[customer]
+            return customer
+        return None
+
+
+class FakeWebhookRepository:
+    def __init__(self, uow: FakeUnitOfWork) -> None:
+        self.uow = uow
+        self.events: dict[str, tuple[object, str]] = {}
+        self.refunds: list = []
+
+    def add(self, event, now) -> bool:
+        if event.event_id in self.events:
+            return False
+        self.events[event.event_id] = (event, "pending")
+        return True
+
+    def mark_applied(self, event_id, now) -> None:
+        self.events[event_id] = (self.events[event_id][0], "applied")
+
+    def pending_for(self, request_id):
+        return [
+            e
+            for e, state in self.events.values()
+            if state == "pending" and e.request_id == request_id
+        ]
+
+    def add_refund(self, charge, event, now) -> None:
+        self.refunds.append((charge.id, event.event_id))
+
+
+class FakeHoldRepository:
+    def __init__(self) -> None:
+        self.rows: list[list] = []
+
+    def hold(self, subscription_id, period, reason, now) -> bool:
+        if any(r[0] == subscription_id and r[1] == period and r[3] is None for r in self.rows):
+            return False
+        self.rows.append([subscription_id, period, reason, None, now])
+        return True
+
+    def open(self):
+        return [(r[0], r[1], r[2]) for r in self.rows if r[3] is None]
+
+    def held_at(self, at) -> bool:
+        return any(r[4] == at for r in self.rows if len(r) > 4)
+
+    def release(self, now, operator):
+        released = [r for r in self.rows if r[3] is None]
+        for r in released:
+            r[3] = now
+        return [(r[0], r[1], r[2]) for r in released]

@@ -64,6 +64,6 @@ def test_the_local_run_prints_its_summary(db, club_members, platform, capsys):
     assert billing_run.main() == 0
     # Then the summary names every outcome
     assert (
-        "summary: charged 4, already charged 0, failed 0, skipped 0, cancelled 0"
+        "summary: charged 4, already charged 0, failed 0, platform error 0, skipped 0, cancelled 0"
         in capsys.readouterr().out
     )

@@ -139,8 +139,9 @@ def test_a_failed_period_still_inside_its_window_does_not_stop_the_next_one(
     assert run_on(now, datetime(2026, 11, 29, 6))["failed"] == 1
     # When December's first run comes two days later (November's window still open)
     counts = run_on(now, datetime(2026, 12, 1, 6))
-    # Then December is charged and the subscription stays
-    assert counts["charged"] == 1
+    # Then November is retried inside its own window and December is charged too,
+    # and the subscription stays
+    assert counts["charged"] == 2
     assert builders.history(db, member)[-1][0] == 1
 
 

@@ -224,17 +224,17 @@ def test_an_unreachable_platform_is_a_502_and_the_month_stays_chargeable(db, mem
     configure(monkeypatch, f"http://127.0.0.1:{port}")
     # When charged
     status, body, _ = post(member["id"], "req-1")
-    # Then 502, recorded failed (the order was never sent)
+    # Then 502, recorded as a platform error (the order was never sent; not a decline)
     assert status == 502
     assert body["error"]["code"] == "platform_unreachable"
     assert "chargeable" in body["error"]["message"]
-    assert ledger(db, member["id"])["state"] == "failed"
-    # And once it is back, a retry with a new id goes through
+    assert ledger(db, member["id"])["state"] == "error"
+    # And once it is back, a retry goes through under the id already sent (not a decline)
     with fake.start(api_key=KEY, api_secret=SECRET, log_stream=io.StringIO()) as running:
         configure(monkeypatch, running.base_url)
         status, body, _ = post(member["id"], "req-2")
     assert status == 201
-    assert body["request_id"] == "req-2"
+    assert body["request_id"] == "req-1"
 
 
 def test_malformed_json_from_the_platform_is_recorded_and_wrapped(db, member, platform):

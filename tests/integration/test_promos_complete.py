@@ -14,8 +14,10 @@ from adapters import promo_platform
 from common import settings
 from domain.promo_model import OrderState, order_request_id
 from fake_ecommerce import server as fake
+from handlers import charge as charge_handler
 from handlers import promos_complete, promos_eligible, promos_reserve
 from repositories.unit_of_work import SqlAlchemyUnitOfWork
+from tests import builders
 from tests import promo_builders as pb
 from tests.conftest import NOW
 from tests.events import api_event, invoke
@@ -300,3 +302,49 @@ def test_a_platform_refusing_our_credentials_is_a_502_and_the_hold_stays(
         401,
     )
     assert reservation_state(db, held["reservation"]) == "held"
+
+
+# --- one request-id registry for charges and promo orders (issues 12 and 17) -------------
+
+
+def charge(subscription_id: str, request_id: str):
+    event = api_event(
+        "POST",
+        "/subscription/{id}/charge/{request_id}",
+        {"id": subscription_id, "request_id": request_id},
+    )
+    return invoke(charge_handler.lambda_handler, event)
+
+
+def test_a_charge_with_a_promo_orders_request_id_answers_409_and_calls_nothing(
+    db, held, now, platform
+):
+    # Given a promo order placed under its derived request id
+    assert complete(held["promo"], held["reservation"])[0] == 200
+    request_id = order_row(db, held["reservation"])["request_id"]
+    calls = platform.calls
+    # When a subscription is charged with that request id
+    sub = builders.subscription(db, builders.club(db, sku=42))
+    status, body, _ = charge(sub, request_id)
+    # Then 409 request_id_in_use, nothing called, no ledger row
+    assert (status, body["error"]["code"]) == (409, "request_id_in_use")
+    assert platform.calls == calls
+    assert builders.count(db, "charge", "subscription_id = :s", s=sub) == 0
+
+
+def test_a_promo_order_whose_request_id_a_charge_sent_answers_409_and_calls_nothing(
+    db, held, now, platform
+):
+    # Given a charge that sent the request id the promo order would derive
+    sub = builders.subscription(db, builders.club(db, sku=42))
+    assert charge(sub, order_request_id(held["reservation"], 1))[0] == 201
+    calls = platform.calls
+    # When the customer completes the purchase
+    status, body, _ = complete(held["promo"], held["reservation"])
+    # Then 409 request_id_in_use, nothing called, no promo order written
+    assert (status, body["error"]["code"]) == (409, "request_id_in_use")
+    assert platform.calls == calls
+    assert (
+        pb.rows(db, "SELECT 1 FROM promo_order WHERE reservation_id = :r", r=held["reservation"])
+        == []
+    )

@@ -123,9 +123,11 @@ def test_the_control_endpoint_emits_refunds_failures_and_card_events(db, loop):
     )
     # Then each was delivered signed and accepted
     assert [r.json()["status"] for r in (refund, failure, card)] == [200, 200, 200]
-    # And the refund is recorded, the period chargeable again, and the card flagged
+    # And the refund is recorded, the paid period stays paid (the failure after its
+    # success is a reversal for review), and the card flagged
     assert builders.count(db, "charge_refund", "request_id = 'loop-2'") == 1
-    assert charge_state(db, sub) == "failed"
+    assert charge_state(db, sub) == "succeeded"
+    assert builders.count(db, "charge_anomaly", "kind = 'reversal'") == 1
     assert builders.count(db, "card_unavailable", "customer_store_id = :c", c=customer) == 1
     # And the fake lists what it sent
     assert len(requests.get(f"{loop.base_url}/webhooks", timeout=5).json()) == 4

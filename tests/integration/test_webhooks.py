@@ -125,8 +125,8 @@ def test_the_signature_covers_the_exact_raw_body_even_base64_encoded(db, member)
 
 
 def test_a_replayed_event_id_is_a_200_no_op(db, member):
-    # Given a payment failure already received for a succeeded charge
-    charge_row(db, member["id"], "succeeded", "req-2")
+    # Given a payment failure already received for a charge whose outcome was unknown
+    charge_row(db, member["id"], "unknown", "req-2")
     event = new_event("payment-outcome", request_id="req-2", outcome="failure", reason="fraud")
     assert send(event)[1]["result"] == "applied"
     # And the period charged again since
@@ -180,9 +180,9 @@ def test_an_event_about_an_unknown_order_is_kept_pending(db, member):
 
 
 def test_a_payment_failure_makes_the_period_chargeable_again(db, now, member, monkeypatch):
-    # Given a period charged by the billing run
+    # Given a period charged by the billing run, its outcome not known yet
     first_id = billing.request_id_for(member["id"], "2026-11")
-    charge_row(db, member["id"], "succeeded", first_id)
+    charge_row(db, member["id"], "unknown", first_id)
     # When the platform reports that payment failed
     event = new_event("payment-outcome", request_id=first_id, outcome="failure", reason="fraud")
     send(event)

@@ -58,4 +58,6 @@ def test_a_batch_holds_at_most_ten_messages_as_json():
         "subscription_id": "s0",
         "period": "2026-11",
         "request_id": "r0",
+        "step": "charge",
+        "reason": "",
     }

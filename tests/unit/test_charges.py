@@ -79,14 +79,14 @@ def test_a_stale_pending_row_is_retried_with_its_request_id(uow):
     [
         (errors.PlatformTimeout("slow"), ChargeState.UNKNOWN, "r1"),
         (errors.PlatformUnreachable("dropped"), ChargeState.UNKNOWN, "r1"),
-        (errors.PlatformUnreachable("refused", sent=False), ChargeState.FAILED, "r2"),
+        (errors.PlatformUnreachable("refused", sent=False), ChargeState.ERROR, "r1"),
+        (PlatformAnswer(429, "slow down"), ChargeState.ERROR, "r1"),
+        (PlatformAnswer(401, "bad key"), ChargeState.ERROR, "r1"),
         (PlatformAnswer(503, "down"), ChargeState.UNKNOWN, "r1"),
         (PlatformAnswer(402, '{"e": 1}', {"e": 1}, True), ChargeState.FAILED, "r2"),
     ],
 )
-def test_the_retry_reuses_the_request_id_only_when_the_outcome_is_unknown(
-    uow, first, expected_state, retry_id
-):
+def test_the_retry_gets_a_new_request_id_only_after_a_decline(uow, first, expected_state, retry_id):
     # Given a first attempt that ends this way
     platform = FakeEcommerce(first)
     with contextlib.suppress(errors.PlatformError):
