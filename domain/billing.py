@@ -136,6 +136,90 @@ def eligible_count(uow: UnitOfWork, now: datetime) -> int:
         return uow.billing.count_eligible(now, SHIPPING_CLUB_STATUSES)
 
 
+class Step(StrEnum):
+    """What the run does with one eligible subscription (the forecast's vocabulary too)."""
+
+    CHARGE = "charge"  # the period's first attempt
+    RETRY = "retry"  # a failed or unanswered period, inside its window
+    IN_PROGRESS = "in progress"  # an attempt still in flight: the worker waits for it
+    CANCEL = "cancel"
+    ALREADY_CHARGED = "already charged"
+    SKIP = "skip"
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Step
+    period: str
+    reason: str | None = None
+    # The ledger row a cancellation closes (abandoned), if any.
+    unpaid: Charge | None = None
+    attempt: int | None = None
+    # The last attempt the window leaves if the run stays daily.
+    max_attempts: int | None = None
+
+
+def decide(
+    target: ChargeTarget,
+    ledger: Charge | None,
+    card: Callable[[], CardReport | None],
+    earlier: Callable[[], Charge | None],
+    now: datetime,
+    pending_timeout: timedelta,
+    retry_window: timedelta = DEFAULT_RETRY_WINDOW,
+) -> Decision:
+    """What `settle` does for this subscription at `now`; the forecast asks the same.
+
+    `card` and `earlier` (the latest open charge of another period) are read only when
+    the decision needs them.
+    """
+    period = target.period(now)
+    if ledger is not None and ledger.state == ChargeState.SUCCEEDED:
+        return Decision(Step.ALREADY_CHARGED, period.key)
+    if ledger is not None and ledger.state == ChargeState.ABANDONED:
+        return Decision(Step.SKIP, period.key, "the period was abandoned")
+    reason = charges.not_eligible_reason(target)
+    if reason:
+        return Decision(Step.SKIP, period.key, reason)
+    report = card()
+    if report is not None:
+        details = (
+            f"Cancelled by billing: the customer's card is {report.reason} "
+            f"(reported by the e-commerce platform on {report.reported_at:%Y-%m-%d})"
+        )
+        return Decision(Step.CANCEL, period.key, details, ledger)
+    # A failed period left behind when no run came between its window closing and
+    # the start of this one: it still ends the subscription.
+    for unpaid, billing_date in ((earlier(), None), (ledger, period.billing_date)):
+        if unpaid is not None and _window_closed(
+            unpaid, billing_date, now, pending_timeout, retry_window
+        ):
+            details = (
+                f"Cancelled by billing: no successful charge for {unpaid.period} within "
+                f"{_days(retry_window)} (last answer: {_last_answer(unpaid)})"
+            )
+            return Decision(Step.CANCEL, unpaid.period, details, unpaid)
+    if ledger is None:
+        closes = max(period.billing_date, now) + retry_window
+        return Decision(Step.CHARGE, period.key, attempt=1, max_attempts=_last(1, now, closes))
+    if ledger.state == ChargeState.PENDING and ledger.last_attempt_at > now - pending_timeout:
+        return Decision(Step.IN_PROGRESS, period.key, attempt=ledger.attempts)
+    opened = max(ledger.billing_date or period.billing_date, ledger.created_at)
+    attempt = ledger.attempts + 1
+    return Decision(
+        Step.RETRY,
+        period.key,
+        _last_answer(ledger),
+        attempt=attempt,
+        max_attempts=_last(attempt, now, opened + retry_window),
+    )
+
+
+def _last(attempt: int, now: datetime, closes: datetime) -> int:
+    """The number of the last attempt if daily runs follow this one until the window closes."""
+    return attempt + max(0, -(-(closes - now) // timedelta(days=1)) - 1)
+
+
 def settle(
     uow: UnitOfWork,
     platform: Ecommerce,
@@ -157,33 +241,22 @@ def settle(
             return Outcome.SKIPPED
         period = target.period(now)
         ledger = uow.charges.find_for_update(subscription_id, period.key)
-        if ledger is not None and ledger.state == ChargeState.SUCCEEDED:
-            return Outcome.ALREADY_CHARGED
-        if ledger is not None and ledger.state == ChargeState.ABANDONED:
-            return Outcome.SKIPPED
-        if charges.not_eligible_reason(target):
-            return Outcome.SKIPPED
-        card = uow.billing.card_unavailable(target.customer_id)
-        # A failed period left behind when no run came between its window closing and
-        # the start of this one: it still ends the subscription.
-        earlier = uow.charges.open_before(subscription_id, period.key)
-    if card is not None:
-        details = (
-            f"Cancelled by billing: the customer's card is {card.reason} "
-            f"(reported by the e-commerce platform on {card.reported_at:%Y-%m-%d})"
+        decision = decide(
+            target,
+            ledger,
+            lambda: uow.billing.card_unavailable(target.customer_id),
+            lambda: uow.charges.open_before(subscription_id, period.key),
+            now,
+            pending_timeout,
+            retry_window,
         )
-        _cancel(uow, target, period.key, ledger, now, details)
+    if decision.action == Step.ALREADY_CHARGED:
+        return Outcome.ALREADY_CHARGED
+    if decision.action == Step.SKIP:
+        return Outcome.SKIPPED
+    if decision.action == Step.CANCEL:
+        _cancel(uow, target, decision.period, decision.unpaid, now, decision.reason)
         return Outcome.CANCELLED
-    for unpaid, billing_date in ((earlier, None), (ledger, period.billing_date)):
-        if unpaid is not None and _window_closed(
-            unpaid, billing_date, now, pending_timeout, retry_window
-        ):
-            details = (
-                f"Cancelled by billing: no successful charge for {unpaid.period} within "
-                f"{_days(retry_window)} (last answer: {_last_answer(unpaid)})"
-            )
-            _cancel(uow, target, unpaid.period, unpaid, now, details)
-            return Outcome.CANCELLED
     failed = ledger.attempts if ledger is not None and ledger.state == FAILED else 0
     request_id = request_id_for(subscription_id, period.key, failed)
     try:

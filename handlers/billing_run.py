@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -16,7 +17,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from adapters.billing_queue import BATCH_SIZE, SqsBillingQueue
 from common import clock, settings
 from common.observability import logger, metrics
-from domain import billing
+from domain import billing, forecast
 from repositories.unit_of_work import SqlAlchemyUnitOfWork
 
 SENDERS = 8
@@ -52,12 +53,31 @@ def queue_due(queue: SqsBillingQueue, senders: int = SENDERS) -> Counter[str]:
     return counts
 
 
+def record_forecast(config: settings.Settings) -> None:
+    """Compare the previous run's forecast with what its workers did, then store this
+    run's own forecast unless one was stored for it (the forecast schedule does that)."""
+    now = clock.now()
+    run_at = forecast.last_run(now)
+    comparison = forecast.compare(SqlAlchemyUnitOfWork(), run_at - timedelta(days=1), run_at, now)
+    if comparison.get("forecast") is not None:
+        logger.info("billing forecast compared", **comparison)
+    forecast.before_run(
+        SqlAlchemyUnitOfWork(),
+        SqlAlchemyUnitOfWork(),
+        run_at,
+        now,
+        timedelta(seconds=config.charge_pending_timeout_seconds),
+        timedelta(days=config.billing_retry_days),
+    )
+
+
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, int]:
     config = settings.get()
     if not config.billing_queue_url:
         raise RuntimeError("BILLING_QUEUE_URL is not configured")
+    record_forecast(config)
     counts = queue_due(SqsBillingQueue(config.billing_queue_url))
     logger.info("billing run queued", **counts)
     metrics.add_metric(name="BillingQueued", unit=MetricUnit.Count, value=counts["queued"])

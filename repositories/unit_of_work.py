@@ -41,6 +41,10 @@ class SqlAlchemyUnitOfWork:
     billing = _Repository("repositories.billing", "SqlAlchemyBillingRepository")
     webhooks = _Repository("repositories.webhooks", "SqlAlchemyWebhookRepository")
     _REPOSITORIES = ("clubs", "subscriptions", "history", "charges", "audit", "billing", "webhooks")
+    # The operators' desk (issue 16).
+    forecasts = _Repository("repositories.forecasts", "SqlAlchemyForecastRepository")
+    operations = _Repository("repositories.operations", "SqlAlchemyOperationsRepository")
+    _REPOSITORIES += ("forecasts", "operations")
 
     def __init__(self, engine: Engine | None = None) -> None:
         self._engine = engine

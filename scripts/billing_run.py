@@ -22,7 +22,7 @@ from typing import TextIO
 import requests
 
 from common import clock, settings
-from domain import billing, errors
+from domain import billing, errors, forecast
 from fake_ecommerce import server as fake
 from handlers.charge import platform
 from repositories.unit_of_work import SqlAlchemyUnitOfWork
@@ -86,6 +86,10 @@ def run(out: TextIO = sys.stdout) -> Counter[str]:
     retry_window = timedelta(days=config.billing_retry_days)
     now = clock.now()
     counts: Counter[str] = Counter({name: 0 for name in ORDER})
+    # The run's own forecast first, compared with what it did at the end.
+    forecast.before_run(
+        SqlAlchemyUnitOfWork(), SqlAlchemyUnitOfWork(), now, now, pending_timeout, retry_window
+    )
     progress = Progress(billing.eligible_count(SqlAlchemyUnitOfWork(), now), out)
     for planned in billing.plan(SqlAlchemyUnitOfWork(), now):
         if planned.message is None:
@@ -105,6 +109,8 @@ def run(out: TextIO = sys.stdout) -> Counter[str]:
                 counts["failed"] += 1
         progress.step(counts)
     progress.close()
+    comparison = forecast.compare(SqlAlchemyUnitOfWork(), now, now + timedelta(days=1), clock.now())
+    counts["forecast agreed"] = int(bool(comparison.get("agreed")))
     return counts
 
 
@@ -115,6 +121,7 @@ def main() -> int:
         print(f"billing run against {base_url}", file=sys.stderr)
         counts = run()
     print("summary: " + ", ".join(f"{name} {counts[name]}" for name in ORDER))
+    print("forecast: " + ("agreed with the run" if counts["forecast agreed"] else "DIFFERED"))
     return 0
 
 

@@ -1,0 +1,284 @@
+"""What the daily run at an instant will do: the run's own plan and decisions, clock set.
+
+`lines` walks `billing.plan(at)` (the eligible set and what each current period still
+needs) and asks `billing.decide` (what `settle` does with each message) with the inputs
+settle would read at `at`, assuming nothing happens until then. So the forecast cannot
+disagree with the run by construction; `compare` checks it against what a run wrote to
+the audit anyway, and the run records that comparison.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import datetime, time, timedelta
+from typing import Any
+
+from domain import billing
+from domain.billing import CardReport, Step
+from domain.charges import Charge, ChargeTarget
+from domain.model import AUTOMATIC_RETURN_DETAILS, SubscriptionStatus
+from domain.ports import UnitOfWork
+
+# The daily run's schedule (functions.yml: cron(0 6 * * ? *)).
+RUN_TIME = time(6, 0)
+# What the run does for the actions a forecast compares (the rest writes nothing).
+ACTING = frozenset({Step.CHARGE, Step.RETRY, Step.CANCEL})
+
+
+def next_run(now: datetime) -> datetime:
+    """The first daily run at or after `now`."""
+    today = datetime.combine(now.date(), RUN_TIME)
+    return today if today >= now else today + timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What settle reads about one subscription, plus what the forecast reports with it."""
+
+    target: ChargeTarget
+    ledger: Charge | None
+    earlier: Charge | None
+    card: CardReport | None
+    club_id: int | None = None
+    since: datetime | None = None
+    since_details: str | None = None
+    status_before: int | None = None
+
+    def with_card(self, card: CardReport) -> Inputs:
+        return replace(self, card=card)
+
+    def returns_from_pause(self, at: datetime) -> bool:
+        """ACTIVE again since the previous daily run, after a pause."""
+        if self.since is None or self.since <= at - timedelta(days=1):
+            return False
+        return (
+            self.status_before == SubscriptionStatus.PAUSED
+            or self.since_details == AUTOMATIC_RETURN_DETAILS
+        )
+
+
+@dataclass(frozen=True)
+class Line:
+    """One subscription in a forecast: the action, and for a charge which attempt."""
+
+    subscription_id: str
+    club_id: int | None
+    sku: int | None
+    period: str
+    action: str
+    attempt: int | None = None
+    max_attempts: int | None = None
+    reason: str | None = None
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "subscription_id": self.subscription_id,
+            "club_id": self.club_id,
+            "sku": self.sku,
+            "period": self.period,
+            "action": self.action,
+            "attempt": self.attempt,
+            "max_attempts": self.max_attempts,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_row(cls, row: Any) -> Line:
+        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.subscription_id, self.period, self.action)
+
+
+def _kind(decision: billing.Decision, inputs: Inputs, at: datetime) -> tuple[str, str | None]:
+    """The forecast's action name, more precise than the run's step where it helps."""
+    if decision.action == Step.CANCEL:
+        if inputs.card is not None:
+            return "cancel: card unavailable", decision.reason
+        return "cancel: window closing", decision.reason
+    if decision.action == Step.CHARGE and inputs.returns_from_pause(at):
+        return "charge", "returns from pause"
+    return decision.action.value, decision.reason
+
+
+def lines(
+    uow: UnitOfWork,
+    reader: UnitOfWork,
+    at: datetime,
+    pending_timeout: timedelta,
+    retry_window: timedelta = billing.DEFAULT_RETRY_WINDOW,
+    chunk: int = 1000,
+) -> Iterator[Line | billing.Planned | billing.BillingMessage]:
+    """Every planned message followed by its line; settled ones come back as the plan
+    said them.
+
+    `uow` streams the plan; `reader` (another unit of work) reads the inputs per chunk.
+    """
+    batch: list[billing.BillingMessage] = []
+
+    def flush() -> Iterator[Line | billing.BillingMessage]:
+        with reader:
+            found = reader.forecasts.inputs([(m.subscription_id, m.period) for m in batch], at)
+        for message in batch:
+            yield message
+            inputs = found.get(message.subscription_id)
+            if inputs is None:  # deleted since the plan read it
+                continue
+            decision = billing.decide(
+                inputs.target,
+                inputs.ledger,
+                lambda inputs=inputs: inputs.card,
+                lambda inputs=inputs: inputs.earlier,
+                at,
+                pending_timeout,
+                retry_window,
+            )
+            action, reason = _kind(decision, inputs, at)
+            yield Line(
+                message.subscription_id,
+                inputs.club_id,
+                inputs.target.sku_id,
+                decision.period,
+                action,
+                decision.attempt,
+                decision.max_attempts,
+                reason,
+            )
+        batch.clear()
+
+    for planned in billing.plan(uow, at, chunk):
+        if planned.message is None:
+            yield planned
+            continue
+        batch.append(planned.message)
+        if len(batch) >= chunk:
+            yield from flush()
+    if batch:
+        yield from flush()
+
+
+@dataclass
+class Forecast:
+    at: datetime
+    lines: list[Line]
+    summary: list[dict[str, Any]]
+    settled: dict[str, int]
+    # The plan's messages, in its order: a local run settles exactly these.
+    messages: list[billing.BillingMessage] = field(default_factory=list)
+
+    def to_dict(self, details: bool = True) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "at": self.at.isoformat(),
+            "summary": self.summary,
+            "already_settled": self.settled,
+        }
+        if details:
+            data["details"] = [line.row() for line in self.lines]
+        return data
+
+
+def summarize(items: Iterable[Line]) -> list[dict[str, Any]]:
+    """Per club and SKU: how many subscriptions each action concerns."""
+    groups: dict[tuple[int | None, int | None], Counter[str]] = {}
+    for line in items:
+        counts = groups.setdefault((line.club_id, line.sku), Counter())
+        counts[line.action] += 1
+        if line.reason == "returns from pause":
+            counts["returns from pause"] += 1
+    ordered = sorted(groups.items(), key=lambda kv: (kv[0][0] or 0, kv[0][1] or 0))
+    return [
+        {"club_id": club_id, "sku": sku, **dict(sorted(counts.items()))}
+        for (club_id, sku), counts in ordered
+    ]
+
+
+def compute(
+    uow: UnitOfWork,
+    reader: UnitOfWork,
+    at: datetime,
+    pending_timeout: timedelta,
+    retry_window: timedelta = billing.DEFAULT_RETRY_WINDOW,
+) -> Forecast:
+    found: list[Line] = []
+    settled: Counter[str] = Counter()
+    messages: list[billing.BillingMessage] = []
+    for item in lines(uow, reader, at, pending_timeout, retry_window):
+        if isinstance(item, Line):
+            found.append(item)
+        elif isinstance(item, billing.BillingMessage):
+            messages.append(item)
+        else:
+            settled[str(item.settled_as)] += 1
+    found.sort(key=lambda line: line.subscription_id)
+    return Forecast(at, found, summarize(found), dict(settled), messages)
+
+
+def store(uow: UnitOfWork, forecast: Forecast, computed_at: datetime) -> None:
+    with uow:
+        summary = {"clubs": forecast.summary, "already_settled": forecast.settled}
+        uow.forecasts.store(forecast.at, computed_at, summary, forecast.lines)
+        uow.commit()
+
+
+def _acted(lines_: Iterable[Line]) -> set[tuple[str, str, str]]:
+    """The (subscription, period, action) a forecast says the run writes."""
+    keys = set()
+    for line in lines_:
+        if line.action.startswith("cancel"):
+            keys.add((line.subscription_id, line.period, "cancel"))
+        elif line.action in (Step.CHARGE, Step.RETRY):
+            keys.add((line.subscription_id, line.period, line.action))
+    return keys
+
+
+def compare(uow: UnitOfWork, run_at: datetime, until: datetime, now: datetime) -> dict[str, Any]:
+    """The stored forecast of the run at `run_at` against what the run audited before
+    `until`; recorded with the forecast and returned."""
+    with uow:
+        stored = uow.forecasts.stored(run_at)
+        if stored is None:
+            return {"run_at": run_at.isoformat(), "forecast": None}
+        expected = _acted(uow.forecasts.lines(run_at))
+        actual = set()
+        for subscription_id, period, action, attempt in uow.forecasts.actual(run_at, until):
+            if action == "cancellation":
+                actual.add((subscription_id, period, "cancel"))
+            else:
+                actual.add((subscription_id, period, "charge" if attempt == 1 else "retry"))
+        comparison = {
+            "run_at": run_at.isoformat(),
+            "forecast": len(expected),
+            "actual": len(actual),
+            "agreed": expected == actual,
+            "only_forecast": sorted(map(list, expected - actual))[:100],
+            "only_actual": sorted(map(list, actual - expected))[:100],
+        }
+        uow.forecasts.record_comparison(run_at, now, comparison)
+        uow.commit()
+    return comparison
+
+
+def last_run(now: datetime) -> datetime:
+    """The nominal instant of the latest daily run at or before `now`."""
+    today = datetime.combine(now.date(), RUN_TIME)
+    return today if today <= now else today - timedelta(days=1)
+
+
+def before_run(
+    uow: UnitOfWork,
+    reader: UnitOfWork,
+    run_at: datetime,
+    now: datetime,
+    pending_timeout: timedelta,
+    retry_window: timedelta = billing.DEFAULT_RETRY_WINDOW,
+) -> bool:
+    """Store the forecast of the run at `run_at` unless one was stored for it before;
+    True when it was computed now."""
+    with uow:
+        if uow.forecasts.stored(run_at) is not None:
+            return False
+    store(uow, compute(uow, reader, run_at, pending_timeout, retry_window), now)
+    return True
