@@ -282,3 +282,63 @@ def before_run(
             return False
     store(uow, compute(uow, reader, run_at, pending_timeout, retry_window), now)
     return True
+
+
+def answer(
+    uow: UnitOfWork,
+    reader: UnitOfWork,
+    at: datetime,
+    club_id: int | None,
+    after: str | None,
+    limit: int,
+    pending_timeout: timedelta,
+    retry_window: timedelta = billing.DEFAULT_RETRY_WINDOW,
+) -> dict[str, Any]:
+    """The per-club summary and one page of details (by subscription id): from the
+    stored forecast of the run at `at` when there is one (a million lines are read a page
+    at a time), else computed now."""
+    with uow:
+        stored = uow.forecasts.stored(at)
+        if stored is not None:
+            page = uow.forecasts.page(at, club_id, after, limit)
+            summary = stored["summary"]
+            return {
+                "at": at.isoformat(),
+                "source": "stored",
+                "computed_at": stored["computed_at"].isoformat(),
+                "summary": summary.get("clubs", []),
+                "already_settled": summary.get("already_settled", {}),
+                "comparison": stored["comparison"],
+                "details": [line.row() for line in page],
+                "next_after": page[-1].subscription_id if len(page) == limit else None,
+            }
+    computed = compute(uow, reader, at, pending_timeout, retry_window)
+    chosen = [
+        line
+        for line in computed.lines
+        if (club_id is None or line.club_id == club_id)
+        and (after is None or line.subscription_id > after)
+    ][:limit]
+    return {
+        "at": at.isoformat(),
+        "source": "computed",
+        "computed_at": None,
+        "summary": computed.summary,
+        "already_settled": computed.settled,
+        "comparison": None,
+        "details": [line.row() for line in chosen],
+        "next_after": chosen[-1].subscription_id if len(chosen) == limit else None,
+    }
+
+
+def prepare(
+    uow: UnitOfWork,
+    reader: UnitOfWork,
+    now: datetime,
+    pending_timeout: timedelta,
+    retry_window: timedelta = billing.DEFAULT_RETRY_WINDOW,
+) -> Forecast:
+    """Store the forecast of the next daily run (the endpoint then reads it)."""
+    upcoming = compute(uow, reader, next_run(now), pending_timeout, retry_window)
+    store(uow, upcoming, now)
+    return upcoming

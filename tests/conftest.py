@@ -25,6 +25,8 @@ APP_TABLES = (
     "subscription_claim, superseded_status_change, charge, charge_attempt, "
     "billing_schedule, charge_refund, webhook_event, card_unavailable, billing_audit, "
     "subscription_current_status, subscription_status_dirty"
+    # The operators' desk (issue 16).
+    ", billing_forecast, billing_forecast_run"
 )
 
 
