@@ -4,8 +4,8 @@ the forecast of the next run computed ahead and stored (the endpoint then pages 
 from __future__ import annotations
 
 from datetime import timedelta
-from urllib.parse import quote
 from typing import Any
+from urllib.parse import quote
 
 from aws_lambda_powertools.metrics import MetricUnit
 
