@@ -159,7 +159,7 @@ CLUB_COLUMNS = ["club_id", "club", "sku", "status", "since", "next_status", "nex
 
 
 def cmd_clubs(args, stdin, out) -> int:
-    rows = operations.clubs(SqlAlchemyUnitOfWork(), args.at)
+    rows = operations.clubs(SqlAlchemyUnitOfWork(), args.at or clock.now())
     _print(args, out, rows, table(rows, CLUB_COLUMNS))
     return 0
 
@@ -174,7 +174,8 @@ def cmd_club(args, stdin, out) -> int:
             operations.change_club_status(
                 SqlAlchemyUnitOfWork(), club_id, ClubStatus.ACTIVE, who, now, args.at
             )
-        rows = [r for r in operations.clubs(SqlAlchemyUnitOfWork()) if r["club_id"] == club_id]
+        listed = operations.clubs(SqlAlchemyUnitOfWork(), max(args.at or now, now))
+        rows = [r for r in listed if r["club_id"] == club_id]
         _print(args, out, rows[0], table(rows, CLUB_COLUMNS))
         return 0
     try:
@@ -207,7 +208,7 @@ MEMBER_COLUMNS = [
 
 
 def cmd_member(args, stdin, out) -> int:
-    found = operations.member(SqlAlchemyUnitOfWork(), args.id, args.at)
+    found = operations.member(SqlAlchemyUnitOfWork(), args.id, args.at or clock.now())
     if args.json:
         _print(args, out, found, "")
         return 0
