@@ -85,6 +85,11 @@ class Scenario:
             data = yaml.safe_load(raw) or {}
         else:
             data = json.loads(raw)
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Scenario:
+        data = dict(data)
         unknown = sorted(set(data) - set(cls.__dataclass_fields__))
         if unknown:
             raise ValueError(f"unknown scenario field(s): {', '.join(unknown)}")
