@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 
 .PHONY: help install run serve test test-unit lint format package migrate demo-data db-url \
-        billing-run db-stop clean bench rebuild-status
+        billing-run db-stop clean bench rebuild-status ops
 
 help:
 	@echo "make run        set up, start the embedded PostgreSQL, load demo data, serve on :3000"
@@ -21,6 +21,7 @@ help:
 	@echo "make db-stop    stop the embedded PostgreSQL"
 	@echo "make bench      build the 10k-1M data sets, measure, write BENCHMARKS.md (< 10 min)"
 	@echo "make rebuild-status  rebuild the current-status cache from history (operators)"
+	@echo "make ops ARGS=...    the operators' desk: clubs, member, forecast, simulate (docs/operators-desk.md)"
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -83,3 +84,7 @@ db-stop: $(BIN)/.installed
 
 clean: db-stop
 	rm -rf $(VENV) node_modules .serverless .pgdata .pgdata-test .pgdata-bench
+
+# The operators' desk (docs/operators-desk.md): make ops ARGS="member <id>"
+ops: migrate
+	DATABASE_URL="$${DATABASE_URL:-$$($(BIN)/python -m scripts.devdb url)}" $(BIN)/python -m ops $(ARGS)

@@ -239,6 +239,12 @@ def main(argv: list[str] | None = None) -> int:
     charge_ids = eligible_ids(charge_db.url)[:1000]
     charge_result = charges.measure(charge_db, charge_ids, args.repeat)
     log(json.dumps(charge_result))
+    # The operators' desk (issue 16): view lookups at the largest size, simulated months.
+    from bench import operators
+
+    log("operators' desk")
+    operators_result = operators.measure(admin, biggest.url, args.repeat, migrate, log)
+    log(json.dumps(operators_result["lookups"]))
     run = {
         "machine": report.machine(),
         "postgres": postgres_version(biggest.url),
@@ -249,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         "writes": writes,
         "coldstart": cold,
         "charges": charge_result,
+        "operators": operators_result,
         "finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M"),
         "total_seconds": time.perf_counter() - started,
     }

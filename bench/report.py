@@ -197,6 +197,11 @@ def markdown(run: dict) -> tuple[str, dict[str, bool]]:
     gen = run["datasets"][-1]["built_seconds"]
     goals["6. 1M data set generated in under 2 minutes"] = None if gen is None else gen < 120
     goals["6. make bench under 10 minutes"] = run["total_seconds"] < 600
+    if run.get("operators"):  # the operators' desk (issue 16)
+        from bench import operators
+
+        lines += operators.markdown(run["operators"], results[-1]["size"], goals)
+
     lines += [
         "",
         "## Charge overhead",

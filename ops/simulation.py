@@ -358,14 +358,29 @@ def populate(scenario: Scenario, at: datetime) -> None:
                 {"id": str(uuid.uuid4()), "club": club_id, "at": at - timedelta(days=30)},
             )
             club_ids.append(club_id)
-        uow.commit()
-    for n in range(scenario.subscriptions):
-        subscriptions.subscribe(
-            SqlAlchemyUnitOfWork(),
-            club_ids[n % len(club_ids)],
-            f"sim-customer-{n:06d}",
-            at - timedelta(days=1 + n % 20),
+        # Members as plain SQL writes them (the data model's own way), a statement each.
+        conn.execute(
+            text(
+                "INSERT INTO subscription (id, club_id, customer_store_id, create_date)"
+                " SELECT 'sim-' || lpad(n::text, 7, '0'), (:clubs)[1 + n % cardinality(:clubs)],"
+                " 'sim-customer-' || lpad(n::text, 7, '0'),"
+                " CAST(:at AS timestamp) - make_interval(days => 1 + n % 20)"
+                " FROM generate_series(0, :count - 1) n"
+            ),
+            {"clubs": club_ids, "at": at, "count": scenario.subscriptions},
         )
+        conn.execute(
+            text(
+                "INSERT INTO subscription_status_history"
+                " (id, subscription_id, status_id, effect_date, create_date, details)"
+                " SELECT gen_random_uuid()::text, id, 1, create_date, create_date,"
+                " 'Subscription created' FROM subscription WHERE id LIKE 'sim-%'"
+            )
+        )
+        uow.commit()
+    with SqlAlchemyUnitOfWork() as uow:
+        uow.connection.execute(text("SELECT subscription_current_status_absorb()"))
+        uow.commit()
 
 
 def _candidates(at: datetime, count: int, rng: random.Random) -> list[tuple[str, str]]:
