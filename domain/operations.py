@@ -59,7 +59,7 @@ def change_club_status(
     details: str | None = None,
 ) -> dict[str, Any]:
     """Append a club status history row (effective `effect`, default now); the club's
-    view row as it is at that instant comes back."""
+    row as it is now comes back (a future change shows as its next change)."""
     effect = effect or now
     text = (
         details
@@ -86,7 +86,7 @@ def change_club_status(
         )
         uow.commit()
     with uow:
-        return uow.operations.club(club_id, max(effect, now))
+        return uow.operations.club(club_id, now)
 
 
 def member(uow: UnitOfWork, key: str, at: datetime | None = None) -> list[dict[str, Any]]:

@@ -174,7 +174,7 @@ def cmd_club(args, stdin, out) -> int:
             operations.change_club_status(
                 SqlAlchemyUnitOfWork(), club_id, ClubStatus.ACTIVE, who, now, args.at
             )
-        listed = operations.clubs(SqlAlchemyUnitOfWork(), max(args.at or now, now))
+        listed = operations.clubs(SqlAlchemyUnitOfWork(), now)
         rows = [r for r in listed if r["club_id"] == club_id]
         _print(args, out, rows[0], table(rows, CLUB_COLUMNS))
         return 0

@@ -120,6 +120,8 @@ def test_serverless_package_builds_the_lambda_bundle_offline(tmp_path):
         "POST ApiGatewayMethodSubscriptionIdVarChargeRequestidVarPost": True,
         # The platform signs its webhooks (HMAC) and holds no API key.
         "POST ApiGatewayMethodWebhooksEcommercePost": False,
+        # The operators' desk (issue 16).
+        "GET ApiGatewayMethodBillingForecastGet": True,
     }
     assert not any(r for m, r in api.items() if "Docs" in m)
     plans = {
