@@ -235,12 +235,17 @@ def _acted(lines_: Iterable[Line]) -> set[tuple[str, str, str]]:
 
 
 def compare(uow: UnitOfWork, run_at: datetime, until: datetime, now: datetime) -> dict[str, Any]:
-    """The stored forecast of the run at `run_at` against what the run audited before
-    `until`; recorded with the forecast and returned."""
+    """The stored forecast of the run at `run_at` against what the billing run audited
+    from then until `until` or the next stored run, whichever comes first; recorded with
+    the forecast and returned."""
     with uow:
         stored = uow.forecasts.stored(run_at)
         if stored is None:
             return {"run_at": run_at.isoformat(), "forecast": None}
+        # What a later run (it stored its own forecast) did is not this run's doing.
+        later = uow.forecasts.next_run_after(run_at)
+        if later is not None:
+            until = min(until, later)
         expected = _acted(uow.forecasts.lines(run_at))
         actual = set()
         for subscription_id, period, action, attempt in uow.forecasts.actual(run_at, until):

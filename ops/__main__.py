@@ -25,6 +25,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
+from sqlalchemy.engine import make_url
+
 from common import clock, settings
 from domain import errors, forecast, operations
 from domain.model import ClubStatus
@@ -330,7 +332,7 @@ def cmd_simulate(args, stdin, out) -> int:
         if created and not args.keep:
             simulation.drop(url)
     data = report.to_dict()
-    data["sandbox"] = url.rsplit("/", 1)[-1] if args.keep or not created else None
+    data["sandbox"] = make_url(url).database if args.keep or not created else None
     rows = [{"month": key, **month.to_dict()} for key, month in report.months.items()]
     for row in rows:
         row["forecast_agreed"] = f"{row['forecast_agreed']}/{row['forecast_runs']}"

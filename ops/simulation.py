@@ -46,7 +46,7 @@ from repositories.unit_of_work import SqlAlchemyUnitOfWork
 SANDBOX_MARK = "beerclub-sandbox"
 EVENTS_AT = time(5, 0)
 WEBHOOKS_AT = time(5, 30)
-WORKERS = 4
+WORKERS = 8
 
 
 class NotASandbox(RuntimeError):

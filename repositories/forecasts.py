@@ -171,6 +171,12 @@ class SqlAlchemyForecastRepository:
         ).first()
         return dict(row._mapping) if row else None
 
+    def next_run_after(self, run_at: datetime) -> datetime | None:
+        return self.connection.scalar(
+            text("SELECT min(run_at) FROM billing_forecast_run WHERE run_at > :run_at"),
+            {"run_at": run_at},
+        )
+
     def page(
         self, run_at: datetime, club_id: int | None, after: str | None, limit: int
     ) -> list[Line]:
