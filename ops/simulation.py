@@ -15,11 +15,7 @@ without that mark, so it never writes to a real one.
 
 from __future__ import annotations
 
-import json
 import random
-import shutil
-import subprocess
-import sys
 import threading
 import uuid
 from collections import Counter, defaultdict
@@ -32,8 +28,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import text
 
 from common import clock
 from domain import billing, errors, forecast, subscriptions, webhooks
@@ -41,168 +36,15 @@ from domain.model import ClubStatus, SubscriptionStatus
 from domain.ports import PlatformAnswer
 from domain.webhooks import EventType, PlatformEvent
 from fake_ecommerce import server as fake
+from ops.sandbox import NotASandbox, copy, drop, is_sandbox, require_sandbox
+from ops.scenario import Scenario
 from repositories.unit_of_work import SqlAlchemyUnitOfWork
 
-SANDBOX_MARK = "beerclub-sandbox"
+__all__ = ["NotASandbox", "Scenario", "copy", "drop", "is_sandbox", "require_sandbox", "simulate"]
+
 EVENTS_AT = time(5, 0)
 WEBHOOKS_AT = time(5, 30)
 WORKERS = 8
-
-
-class NotASandbox(RuntimeError):
-    """The database was not created by `ops simulate` as a sandbox."""
-
-
-# --- the scenario --------------------------------------------------------------------------
-
-
-@dataclass
-class Scenario:
-    """What happens around the billing, read from a JSON or YAML file (all optional)."""
-
-    seed: int = 1
-    # A new sandbox gets these before the first day (a copy of an empty database has none).
-    clubs: int = 0
-    subscriptions: int = 0
-    decline_rate: float = 0.0  # each attempt refused by the platform (HTTP 422)
-    payment_failure_rate: float = 0.0  # order accepted, its payment-outcome says failure
-    outage_days: list[date] = field(default_factory=list)  # HTTP 500 all day
-    late_webhook_rate: float = 0.0
-    late_webhook_days: int = 2
-    duplicate_webhook_rate: float = 0.0
-    card_reports: list[dict[str, Any]] = field(default_factory=list)  # day, count, reason
-    pauses: list[dict[str, Any]] = field(default_factory=list)  # day, count, days
-    club_changes: list[dict[str, Any]] = field(default_factory=list)  # day, club_id, status
-
-    @classmethod
-    def load(cls, path: str | Path | None) -> Scenario:
-        if path is None:
-            return cls()
-        raw = Path(path).read_text()
-        if str(path).endswith((".yml", ".yaml")):
-            import yaml
-
-            data = yaml.safe_load(raw) or {}
-        else:
-            data = json.loads(raw)
-        return cls.from_dict(data)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Scenario:
-        data = dict(data)
-        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"unknown scenario field(s): {', '.join(unknown)}")
-        data["outage_days"] = [_day(d) for d in data.get("outage_days", [])]
-        for name in ("card_reports", "pauses", "club_changes"):
-            data[name] = [{**item, "day": _day(item["day"])} for item in data.get(name, [])]
-        for name in ("decline_rate", "payment_failure_rate", "late_webhook_rate"):
-            value = data.get(name, 0.0)
-            if not 0 <= value <= 1:
-                raise ValueError(f"{name} must be between 0 and 1, got {value}")
-        return cls(**data)
-
-
-def _day(value: Any) -> date:
-    return value if isinstance(value, date) else date.fromisoformat(str(value))
-
-
-# --- the sandbox ---------------------------------------------------------------------------
-
-
-def _admin(url: str) -> Engine:
-    return create_engine(make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT")
-
-
-def is_sandbox(url: str) -> bool:
-    engine = _admin(url)
-    try:
-        with engine.connect() as conn:
-            comment = conn.scalar(
-                text(
-                    "SELECT shobj_description(oid, 'pg_database') FROM pg_database"
-                    " WHERE datname = :name"
-                ),
-                {"name": make_url(url).database},
-            )
-    finally:
-        engine.dispose()
-    return bool(comment) and comment.startswith(SANDBOX_MARK)
-
-
-def require_sandbox(url: str) -> None:
-    if not is_sandbox(url):
-        raise NotASandbox(
-            f"database {make_url(url).database!r} was not created as a sandbox by"
-            " `ops simulate`; refusing to simulate billing in it"
-        )
-
-
-def _pg_tool(name: str) -> str:
-    try:
-        import pgserver._commands as commands
-
-        candidate = commands.POSTGRES_BIN_PATH / name
-        if candidate.exists():
-            return str(candidate)
-    except ImportError:
-        pass
-    found = shutil.which(name)
-    if not found:
-        raise RuntimeError(f"{name} is needed to copy a database that is in use")
-    return found
-
-
-def copy(source_url: str, name: str | None = None) -> str:
-    """A new sandbox database holding a copy of `source_url`'s; returns its URL."""
-    source = make_url(source_url)
-    name = name or f"sandbox_{datetime.now():%Y%m%d_%H%M%S}_{uuid.uuid4().hex[:6]}"
-    target = source.set(database=name)
-    engine = _admin(source_url)
-    try:
-        with engine.connect() as conn:
-            try:
-                conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{source.database}"'))
-            except Exception:  # the source has other sessions: dump and restore instead
-                conn.execute(text(f'CREATE DATABASE "{name}"'))
-                _dump_restore(source, target)
-            stamp = datetime.now().isoformat(timespec="seconds")
-            comment = f"{SANDBOX_MARK}: copy of {source.database} made by ops simulate {stamp}"
-            conn.execute(text(f"COMMENT ON DATABASE \"{name}\" IS '{comment}'"))
-            # A sandbox needs no durability: commits do not wait for the disk.
-            conn.execute(text(f'ALTER DATABASE "{name}" SET synchronous_commit = off'))
-    finally:
-        engine.dispose()
-    return target.render_as_string(hide_password=False)
-
-
-def _libpq(url: Any) -> str:
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-def _dump_restore(source: Any, target: Any) -> None:
-    dump = subprocess.Popen(  # noqa: S603 (our own binaries, URLs we built)
-        [_pg_tool("pg_dump"), "--no-owner", "--no-comments", "-d", _libpq(source)],
-        stdout=subprocess.PIPE,
-    )
-    restore = subprocess.run(  # noqa: S603
-        [_pg_tool("psql"), "-q", "-v", "ON_ERROR_STOP=1", "-d", _libpq(target)],
-        stdin=dump.stdout,
-        capture_output=True,
-    )
-    dump.wait()
-    if dump.returncode or restore.returncode:
-        raise RuntimeError(f"copying the database failed: {restore.stderr.decode()[-500:]}")
-
-
-def drop(url: str) -> None:
-    require_sandbox(url)
-    engine = _admin(url)
-    try:
-        with engine.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
-    finally:
-        engine.dispose()
 
 
 # --- the platform, in-process --------------------------------------------------------------
@@ -653,7 +495,3 @@ def plot(report: Report, path: Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
-
-
-def main_stream() -> TextIO:
-    return sys.stderr

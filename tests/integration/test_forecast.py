@@ -16,6 +16,7 @@ from repositories.unit_of_work import SqlAlchemyUnitOfWork
 from scripts import billing_run
 from tests import builders, platforms
 from tests.events import LambdaContext, api_event, invoke
+from tests.integration.test_billing_run import aws, deliver, receive, schedule_event  # noqa: F401
 
 NOV1 = datetime(2026, 11, 1, 6)
 DEC1 = datetime(2026, 12, 1, 6)
@@ -153,3 +154,27 @@ def test_bad_forecast_queries_are_refused_with_400(db, now, query):
     assert status == 400
     assert body["error"]["code"] == "invalid_request"
     assert builders.count(db, "billing_forecast_run") == 0
+
+
+def test_the_scheduled_run_stores_its_forecast_and_the_next_one_compares_it(
+    db, now, platform, request
+):
+    sqs = request.getfixturevalue("aws")  # the SQS of test_billing_run (moto)
+    # Given three members due on 1 November and the scheduled run of that day
+    from handlers import billing_run as run_handler
+
+    club = builders.club(db)
+    for _ in range(3):
+        builders.subscription(db, club)
+    now(NOV1)
+    run_handler.lambda_handler(schedule_event(), LambdaContext())
+    messages = receive(sqs)
+    assert deliver(sqs, messages) == {"batchItemFailures": []}
+    # When the next day's run starts (its workers are done by then)
+    now(NOV1 + timedelta(days=1))
+    run_handler.lambda_handler(schedule_event(), LambdaContext())
+    # Then the first run's forecast was stored and found to agree with what it did
+    stored = stored_forecast(db, NOV1)
+    assert [line.action for line in stored["lines"]] == ["charge"] * 3
+    assert stored["comparison"]["agreed"] is True
+    assert stored["comparison"]["actual"] == 3
