@@ -28,7 +28,7 @@ SCENARIO = {
 
 
 @pytest.fixture
-def sandbox(database_url):
+def sandbox(database_url, clean_db):
     url = simulation.copy(database_url)
     yield url
     simulation.drop(url)
