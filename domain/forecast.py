@@ -180,9 +180,14 @@ class Forecast:
         return data
 
 
-def summarize(items: Iterable[Line]) -> list[dict[str, Any]]:
-    """Per club and SKU: how many subscriptions each action concerns."""
+def summarize(
+    items: Iterable[Line], excluded: Iterable[tuple[int | None, int | None, str, int]] = ()
+) -> list[dict[str, Any]]:
+    """Per club and SKU: how many subscriptions each action concerns, and how many the
+    run will not look at, by why ("excluded: its status is PAUSADO")."""
     groups: dict[tuple[int | None, int | None], Counter[str]] = {}
+    for club_id, sku, reason, count in excluded:
+        groups.setdefault((club_id, sku), Counter())[f"excluded: {reason}"] += count
     for line in items:
         counts = groups.setdefault((line.club_id, line.sku), Counter())
         counts[line.action] += 1
@@ -201,7 +206,10 @@ def compute(
     at: datetime,
     pending_timeout: timedelta,
     retry_window: timedelta = billing.DEFAULT_RETRY_WINDOW,
+    excluded: bool = False,
 ) -> Forecast:
+    """The forecast of the run at `at`; `excluded` also counts, per club, the members the
+    run will not look at and why (a scan of subscription_now: not for the run itself)."""
     found: list[Line] = []
     settled: Counter[str] = Counter()
     messages: list[billing.BillingMessage] = []
@@ -213,7 +221,11 @@ def compute(
         else:
             settled[str(item.settled_as)] += 1
     found.sort(key=lambda line: line.subscription_id)
-    return Forecast(at, found, summarize(found), dict(settled), messages)
+    left_out: list[tuple[int | None, int | None, str, int]] = []
+    if excluded:
+        with reader:
+            left_out = reader.forecasts.excluded(at)
+    return Forecast(at, found, summarize(found, left_out), dict(settled), messages)
 
 
 def store(uow: UnitOfWork, forecast: Forecast, computed_at: datetime) -> None:
@@ -317,7 +329,7 @@ def answer(
                 "details": [line.row() for line in page],
                 "next_after": page[-1].subscription_id if len(page) == limit else None,
             }
-    computed = compute(uow, reader, at, pending_timeout, retry_window)
+    computed = compute(uow, reader, at, pending_timeout, retry_window, True)
     chosen = [
         line
         for line in computed.lines
@@ -344,6 +356,6 @@ def prepare(
     retry_window: timedelta = billing.DEFAULT_RETRY_WINDOW,
 ) -> Forecast:
     """Store the forecast of the next daily run (the endpoint then reads it)."""
-    upcoming = compute(uow, reader, next_run(now), pending_timeout, retry_window)
+    upcoming = compute(uow, reader, next_run(now), pending_timeout, retry_window, True)
     store(uow, upcoming, now)
     return upcoming

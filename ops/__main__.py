@@ -242,7 +242,7 @@ def cmd_forecast(args, stdin, out) -> int:
     at = args.at or forecast.next_run(now)
     pending_timeout, retry_window = _config()
     result = forecast.compute(
-        SqlAlchemyUnitOfWork(), SqlAlchemyUnitOfWork(), at, pending_timeout, retry_window
+        SqlAlchemyUnitOfWork(), SqlAlchemyUnitOfWork(), at, pending_timeout, retry_window, True
     )
     if args.store:
         confirm(args, f"store the forecast of the run at {at}", stdin, out)
@@ -252,7 +252,8 @@ def cmd_forecast(args, stdin, out) -> int:
         lines = [line for line in lines if line.club_id == args.club]
     data = result.to_dict(details=True)
     data["details"] = [line.row() for line in lines]
-    columns = ["club_id", "sku", *SUMMARY_ORDER]
+    excluded = sorted({k for row in result.summary for k in row if k.startswith("excluded")})
+    columns = ["club_id", "sku", *SUMMARY_ORDER, *excluded]
     text_ = f"the daily run at {at:%Y-%m-%d %H:%M} UTC, assuming nothing happens before it\n"
     text_ += table(result.summary, columns)
     settled = ", ".join(f"{k} {v}" for k, v in sorted(result.settled.items())) or "none"

@@ -171,6 +171,20 @@ class SqlAlchemyForecastRepository:
         ).first()
         return dict(row._mapping) if row else None
 
+    def excluded(self, at: datetime) -> list[tuple[int | None, int | None, str, int]]:
+        """(club, SKU, why, how many) of the subscriptions not eligible at `at`, as
+        subscription_now gives them."""
+        self.connection.execute(
+            text("SELECT set_config('ops.at', :at, true)"), {"at": at.isoformat(sep=" ")}
+        )
+        rows = self.connection.execute(
+            text(
+                "SELECT club_id, sku, not_eligible_because, count(*) FROM subscription_now"
+                " WHERE NOT eligible GROUP BY 1, 2, 3"
+            )
+        )
+        return [tuple(row) for row in rows]
+
     def next_run_after(self, run_at: datetime) -> datetime | None:
         return self.connection.scalar(
             text("SELECT min(run_at) FROM billing_forecast_run WHERE run_at > :run_at"),

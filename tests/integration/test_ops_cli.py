@@ -134,17 +134,20 @@ def test_member_shows_the_subscription_and_its_timeline_by_customer_id(db, now):
 
 
 def test_forecast_prints_the_summary_per_club(db, now):
-    # Given two members due on 1 December
+    # Given two members due on 1 December and one paused
     club = builders.club(db)
     for _ in range(2):
         builders.subscription(db, club)
+    builders.subscription(db, club, status_id=3)
     # When the operator asks what the next run will do
     code, table = ops("forecast", "--at", "2026-12-01T06:00")
     _, raw = ops("forecast", "--at", "2026-12-01T06:00", "--json")
-    # Then two new-period charges are forecast for the club
+    # Then two new-period charges are forecast for the club, and the paused one excluded
     assert code == 0
     assert "the daily run at 2026-12-01 06:00 UTC" in table
-    assert json.loads(raw)["summary"] == [{"club_id": club, "sku": 1234, "charge": 2}]
+    assert json.loads(raw)["summary"] == [
+        {"club_id": club, "sku": 1234, "charge": 2, "excluded: its status is PAUSADO": 1}
+    ]
 
 
 @pytest.fixture
