@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 
 .PHONY: help install run serve test test-unit lint format package migrate demo-data db-url \
         billing-run db-stop clean bench rebuild-status reconcile release-cancellations \
-        exactly-once
+        exactly-once ops
 
 help:
 	@echo "make run        set up, start the embedded PostgreSQL, load demo data, serve on :3000"
@@ -25,6 +25,8 @@ help:
 	@echo "make reconcile  the platform's orders against the ledger (table and JSON)"
 	@echo "make release-cancellations  release what the billing breaker held (ARGS=--list)"
 	@echo "make exactly-once  run the fault matrix, write docs/exactly-once.md"
+
+	@echo "make ops ARGS=...    the operators' desk: clubs, member, forecast, simulate (docs/operators-desk.md)"
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -97,3 +99,7 @@ release-cancellations: migrate
 
 exactly-once: install
 	$(BIN)/python -m scripts.exactly_once
+
+# The operators' desk (docs/operators-desk.md): make ops ARGS="member <id>"
+ops: migrate
+	DATABASE_URL="$${DATABASE_URL:-$$($(BIN)/python -m scripts.devdb url)}" $(BIN)/python -m ops $(ARGS)

@@ -255,6 +255,13 @@ def main(argv: list[str] | None = None) -> int:
 
     billing = billing_run.measure(biggest.url, ROOT)
     log(json.dumps(billing))
+
+    # The operators' desk (issue 16): view lookups at the largest size, simulated months.
+    from bench import operators
+
+    log("operators' desk")
+    operators_result = operators.measure(admin, biggest.url, args.repeat, migrate, log)
+    log(json.dumps(operators_result["lookups"]))
     run = {
         "machine": report.machine(),
         "postgres": postgres_version(biggest.url),
@@ -267,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         "charges": charge_result,
         "promos": promo_result,
         "billing_run": billing,
+        "operators": operators_result,
         "finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M"),
         "total_seconds": time.perf_counter() - started,
     }
