@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 
 .PHONY: help install run serve test test-unit lint format package migrate demo-data db-url \
         billing-run db-stop clean bench rebuild-status psql reset-demo reconcile \
-        release-cancellations exactly-once
+        release-cancellations exactly-once ops
 
 help:
 	@echo "make run        set up, start the embedded PostgreSQL, load demo data, serve on :3000"
@@ -32,6 +32,8 @@ help:
 	@echo "make reconcile  the platform's orders against the ledger (table and JSON)"
 	@echo "make release-cancellations  release what the billing breaker held (ARGS=--list)"
 	@echo "make exactly-once  run the fault matrix, write docs/exactly-once.md"
+
+	@echo "make ops ARGS=...    the operators' desk: clubs, member, forecast, simulate (docs/operators-desk.md)"
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	@echo "installing the pinned Python packages into $(VENV)/ (the first time: about a minute)"
@@ -117,3 +119,7 @@ release-cancellations: migrate
 
 exactly-once: install
 	$(BIN)/python -m scripts.exactly_once
+
+# The operators' desk (docs/operators-desk.md): make ops ARGS="member <id>"
+ops: migrate
+	DATABASE_URL="$${DATABASE_URL:-$$($(BIN)/python -m scripts.devdb url)}" $(BIN)/python -m ops $(ARGS)

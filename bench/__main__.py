@@ -267,6 +267,13 @@ def main(argv: list[str] | None = None) -> int:
     states = cache_states.measure(
         admin, biggest.size, migrate, args.repeat, log, {"shared_buffers": SHARED_BUFFERS}
     )
+
+    # The operators' desk (issue 16): view lookups at the largest size, simulated months.
+    from bench import operators
+
+    log("operators' desk")
+    operators_result = operators.measure(admin, biggest.url, args.repeat, migrate, log)
+    log(json.dumps(operators_result["lookups"]))
     run = {
         "cache_states": states,
         "machine": report.machine(),
@@ -281,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         "promos": promo_result,
         "billing_run": billing,
         "read_api": read_api_result,
+        "operators": operators_result,
         "finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M"),
         "total_seconds": time.perf_counter() - started,
     }

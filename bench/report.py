@@ -207,6 +207,12 @@ def markdown(run: dict) -> tuple[str, dict[str, bool]]:
         from bench.billing_run import report_lines
 
         lines += report_lines(run["billing_run"], big["size"], goals)
+
+    if run.get("operators"):  # the operators' desk (issue 16)
+        from bench import operators
+
+        lines += operators.markdown(run["operators"], results[-1]["size"], goals)
+
     lines += [
         "",
         "## Charge overhead",

@@ -327,3 +327,15 @@ class LookupUnsupported(DomainError):
 
     def __init__(self, what: str) -> None:
         super().__init__(f"the e-commerce platform cannot {what}")
+
+
+# --- the operators' desk (ops/__main__.py) -----------------------------------------------
+
+
+class NothingToDo(DomainError):
+    """An operator's action that does not apply to what the ledger or history says now."""
+
+    code = "nothing_to_do"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)

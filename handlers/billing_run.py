@@ -42,7 +42,7 @@ from sqlalchemy import Engine, create_engine
 from adapters.billing_queue import BATCH_SIZE, SqsBillingQueue
 from common import clock, settings
 from common.observability import logger, metrics
-from domain import audit, billing, club_change_model, club_changes
+from domain import audit, billing, club_change_model, club_changes, forecast
 from domain.billing_runs import RunState, run_date_for
 from repositories.billing_runs import SqlAlchemyBillingRunRepository
 from repositories.unit_of_work import SqlAlchemyUnitOfWork
@@ -184,6 +184,11 @@ class Run:
         config = settings.get()
         self.retry_window = timedelta(days=config.billing_retry_days)
         self.pending_timeout = timedelta(seconds=config.charge_pending_timeout_seconds)
+        if state.last_queued_id is None:
+            # The first invocation of the day (or one that died before its first
+            # checkpoint): the previous run's forecast against what it did, and this run's
+            # own forecast, before anything is queued (docs/operators-desk.md).
+            record_forecast(self.engine, now, self.pending_timeout, self.retry_window)
         self.hold_cancellations = self._breaker(state)
         self.run_date = run_date
         self.result = RunResult(
@@ -306,6 +311,31 @@ class Run:
         self.result.last_queued_id = self.last
         self.result.counts.update(self.pending)
         self.pending.clear()
+
+
+def record_forecast(
+    engine: Engine, now: datetime, pending_timeout: timedelta, retry_window: timedelta
+) -> None:
+    """Compare the previous run's forecast with what its workers did, then store this
+    run's own forecast unless one was stored for it (the forecast schedule does that).
+    The forecast only informs: a failure is logged, and the run goes on."""
+    try:
+        run_at = forecast.last_run(now)
+        comparison = forecast.compare(
+            SqlAlchemyUnitOfWork(engine), run_at - timedelta(days=1), run_at, now
+        )
+        if comparison.get("forecast") is not None:
+            logger.info("billing forecast compared", **comparison)
+        forecast.before_run(
+            SqlAlchemyUnitOfWork(engine),
+            SqlAlchemyUnitOfWork(engine),
+            run_at,
+            now,
+            pending_timeout,
+            retry_window,
+        )
+    except Exception:
+        logger.exception("billing forecast not recorded; the run goes on")
 
 
 def _time_left(context: Any) -> Callable[[], float]:

@@ -55,6 +55,8 @@ ERROR_STATUS: dict[type[errors.DomainError], int] = {
     errors.StatusChangeScheduled: 409,
     errors.RequestIdInUse: 409,
     errors.PlatformRefused: 502,
+    # The operators' desk (only its CLI raises it).
+    errors.NothingToDo: 409,
 }
 
 Model = TypeVar("Model", bound=BaseModel)

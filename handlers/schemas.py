@@ -260,3 +260,26 @@ class ClubsQuery(Shape):
             " club"
         ),
     )
+
+
+# GET /billing/forecast (the operators' desk, issue 16).
+def _naive_utc(value: datetime) -> datetime:
+    """Instants are compared with naive UTC columns: an offset is converted, none is UTC.
+    Years 2000-2999 only: windows and periods are added to it without overflow."""
+    value = value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+    if not 2000 <= value.year <= 2999:
+        raise ValueError("at must be an instant between the years 2000 and 2999")
+    return value
+
+
+class ForecastQuery(Shape):
+    at: Annotated[datetime, AfterValidator(_naive_utc)] | None = Field(
+        default=None, description="the run's instant (ISO 8601); default: the next daily run"
+    )
+    club_id: Annotated[int, BeforeValidator(_whole_number_text)] | None = Field(
+        default=None, ge=1, le=2**31 - 1, description="only this club's details"
+    )
+    after: StoredId | None = Field(default=None, description="the last id of the previous page")
+    limit: Annotated[int, BeforeValidator(_whole_number_text)] = Field(
+        default=1000, ge=1, le=10000, description="details per page"
+    )

@@ -62,6 +62,11 @@ class SqlAlchemyUnitOfWork:
     )
     _REPOSITORIES += ("requests", "holds", "reconciliation")
 
+    # The operators' desk (issue 16).
+    forecasts = _Repository("repositories.forecasts", "SqlAlchemyForecastRepository")
+    operations = _Repository("repositories.operations", "SqlAlchemyOperationsRepository")
+    _REPOSITORIES += ("forecasts", "operations")
+
     def __init__(self, engine: Engine | None = None) -> None:
         self._engine = engine
         self.connection: Connection | None = None

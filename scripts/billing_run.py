@@ -31,7 +31,7 @@ import requests
 
 from adapters import secrets
 from common import clock, settings
-from domain import audit, billing, club_changes, errors
+from domain import audit, billing, club_changes, errors, forecast
 from fake_ecommerce import server as fake
 from handlers.charge import platform
 from repositories.unit_of_work import SqlAlchemyUnitOfWork
@@ -163,6 +163,11 @@ def run(out: TextIO = sys.stdout) -> Counter[str]:
     counts: Counter[str] = Counter({name: 0 for name in ORDER})
     # Club-change hook: record changes whose instant passed, cancel interfered ones.
     club_changes.sweep(SqlAlchemyUnitOfWork(), now, audit.BILLING_RUN)
+    # The run's own forecast first (after the sweep: what the run will plan), compared
+    # with what it did at the end.
+    forecast.before_run(
+        SqlAlchemyUnitOfWork(), SqlAlchemyUnitOfWork(), now, now, pending_timeout, retry_window
+    )
     progress = Progress(billing.eligible_count(SqlAlchemyUnitOfWork(), now), out)
     summary = billing.RunSummary()
     breaker = billing.Breaker(
@@ -201,6 +206,8 @@ def run(out: TextIO = sys.stdout) -> Counter[str]:
             file=sys.stderr,
         )
     progress.close()
+    comparison = forecast.compare(SqlAlchemyUnitOfWork(), now, now + timedelta(days=1), clock.now())
+    counts["forecast agreed"] = int(bool(comparison.get("agreed")))
     return counts
 
 
@@ -219,6 +226,7 @@ def _run_against(base_url: str) -> int:
     print(f"billing run against {base_url}", file=sys.stderr)
     counts = run()
     print("summary: " + ", ".join(f"{name} {counts[name]}" for name in ORDER))
+    print("forecast: " + ("agreed with the run" if counts["forecast agreed"] else "DIFFERED"))
     return 0
 
 

@@ -28,6 +28,8 @@ APP_TABLES = (
     ", club_change"
     # the billing run's checkpoint (revision 0013)
     ", billing_run"
+    # The operators' desk (issue 16).
+    ", billing_forecast, billing_forecast_run"
 )
 # Flash promos.
 APP_TABLES += (

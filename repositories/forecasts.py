@@ -1,0 +1,244 @@
+"""What the forecast reads (the run's decision inputs, a chunk at a time) and stores.
+
+The inputs are the ones `billing.settle` reads one subscription at a time (the charge
+target, the period's ledger row, the latest open charge of another period, the card
+report), read here for a thousand subscriptions per statement and without locks: the
+forecast writes nothing the run depends on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import bindparam, text
+from sqlalchemy.engine import Connection
+
+from domain.billing import CardReport
+from domain.charges import Charge, ChargeState, ChargeTarget
+from domain.forecast import Inputs, Line
+from repositories.charges import _COLUMNS, schedule_of
+
+_CHARGE_COLUMNS = [c.strip() for c in _COLUMNS.split(",")]
+
+# The rule of repositories/status_rule.py for each subscription of the chunk, with the
+# counting row's date and details (a return from pause is visible there).
+_TARGETS = text(
+    """
+    SELECT s.id, s.customer_store_id, c.store_sku, cur.status_id, club.club_status_id,
+           bs.interval, bs.anniversary, s.create_date, s.club_id,
+           cur.effect_date AS since, cur.details AS since_details, prev.status_id AS before
+    FROM subscription s
+    LEFT JOIN club c ON c.id = s.club_id
+    LEFT JOIN billing_schedule bs ON bs.club_id = s.club_id
+    LEFT JOIN LATERAL (
+        SELECT h.status_id, h.effect_date, h.create_date, h.id, h.details
+        FROM subscription_status_history h
+        WHERE h.subscription_id = s.id AND h.effect_date <= :at
+        ORDER BY h.effect_date DESC, h.create_date DESC NULLS LAST, h.id DESC LIMIT 1
+    ) cur ON true
+    LEFT JOIN LATERAL (
+        SELECT h.status_id
+        FROM subscription_status_history h
+        WHERE h.subscription_id = s.id AND h.effect_date <= :at
+          AND (h.effect_date, h.create_date, h.id)
+              IS DISTINCT FROM (cur.effect_date, cur.create_date, cur.id)
+        ORDER BY h.effect_date DESC, h.create_date DESC NULLS LAST, h.id DESC LIMIT 1
+    ) prev ON true
+    LEFT JOIN LATERAL (
+        SELECT h.club_status_id
+        FROM club_status_history h
+        WHERE h.club_id = s.club_id AND h.effect_date <= :at
+        ORDER BY h.effect_date DESC, h.create_date DESC NULLS LAST, h.id DESC LIMIT 1
+    ) club ON true
+    WHERE s.id IN :ids
+    """
+).bindparams(bindparam("ids", expanding=True))
+
+_LEDGER = text(f"SELECT {_COLUMNS} FROM charge WHERE subscription_id IN :ids").bindparams(
+    bindparam("ids", expanding=True)
+)
+
+_CARDS = text(
+    "SELECT customer_store_id, reason, reported_at FROM card_unavailable"
+    " WHERE customer_store_id IN :ids"
+).bindparams(bindparam("ids", expanding=True))
+
+# Details are kept five weeks (a million rows a day); the per-club summaries stay.
+KEEP_DETAILS_DAYS = 35
+_DELETE = text(
+    "DELETE FROM billing_forecast WHERE run_at = :run_at"
+    " OR run_at < CAST(:run_at AS timestamp) - make_interval(days => :keep)"
+)
+_DELETE_RUN = text("DELETE FROM billing_forecast_run WHERE run_at = :run_at")
+_INSERT = text(
+    "INSERT INTO billing_forecast (run_at, subscription_id, club_id, sku, period, action,"
+    " attempt, max_attempts, reason) VALUES (:run_at, :subscription_id, :club_id, :sku,"
+    " :period, :action, :attempt, :max_attempts, :reason)"
+)
+_INSERT_RUN = text(
+    "INSERT INTO billing_forecast_run (run_at, computed_at, summary)"
+    " VALUES (:run_at, :computed_at, CAST(:summary AS jsonb))"
+)
+
+
+def _charge(row: Any) -> Charge:
+    values = {name: getattr(row, name) for name in _CHARGE_COLUMNS}
+    values["state"] = ChargeState(values["state"])
+    return Charge(**values)
+
+
+class SqlAlchemyForecastRepository:
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    def inputs(self, subscription_ids: Sequence[str], at: datetime) -> dict[str, Inputs]:
+        """What the forecast reports beside the plan's decision, per subscription at `at`:
+        its charge target and its ledger rows by period."""
+        if not subscription_ids:
+            return {}
+        ids = list(subscription_ids)
+        ledgers: dict[str, dict[str, Charge]] = {}
+        for row in self.connection.execute(_LEDGER, {"ids": ids}):
+            charge = _charge(row)
+            ledgers.setdefault(charge.subscription_id, {})[charge.period] = charge
+        found: dict[str, Inputs] = {}
+        customers: dict[str, list[str]] = {}
+        for row in self.connection.execute(_TARGETS, {"ids": ids, "at": at}):
+            target = ChargeTarget(
+                row.id,
+                row.customer_store_id,
+                row.store_sku,
+                row.status_id,
+                row.club_status_id,
+                schedule_of(row.interval, row.anniversary),
+                row.create_date,
+            )
+            found[row.id] = Inputs(
+                target,
+                ledgers.get(row.id, {}),
+                None,
+                row.club_id,
+                row.since,
+                row.since_details,
+                row.before,
+            )
+            if row.customer_store_id:
+                customers.setdefault(row.customer_store_id, []).append(row.id)
+        if customers:
+            for row in self.connection.execute(_CARDS, {"ids": list(customers)}):
+                report = CardReport(row.customer_store_id, row.reason, row.reported_at)
+                for subscription_id in customers[row.customer_store_id]:
+                    found[subscription_id] = found[subscription_id].with_card(report)
+        return found
+
+    def store(
+        self, run_at: datetime, computed_at: datetime, summary: Any, lines: Sequence[Line]
+    ) -> None:
+        """Replace the stored forecast of `run_at` (a later computation wins)."""
+        self.connection.execute(_DELETE, {"run_at": run_at, "keep": KEEP_DETAILS_DAYS})
+        self.connection.execute(_DELETE_RUN, {"run_at": run_at})
+        self.connection.execute(
+            _INSERT_RUN,
+            {
+                "run_at": run_at,
+                "computed_at": computed_at,
+                "summary": orjson.dumps(summary).decode(),
+            },
+        )
+        rows = [{"run_at": run_at, **line.row()} for line in lines]
+        for start in range(0, len(rows), 5000):
+            self.connection.execute(_INSERT, rows[start : start + 5000])
+
+    def stored(self, run_at: datetime) -> dict[str, Any] | None:
+        row = self.connection.execute(
+            text(
+                "SELECT computed_at, summary, compared_at, comparison FROM billing_forecast_run"
+                " WHERE run_at = :run_at"
+            ),
+            {"run_at": run_at},
+        ).first()
+        return dict(row._mapping) if row else None
+
+    def excluded(self, at: datetime) -> list[tuple[int | None, int | None, str, int]]:
+        """(club, SKU, why, how many) of the subscriptions not eligible at `at`, as
+        subscription_now gives them."""
+        self.connection.execute(
+            text("SELECT set_config('ops.at', :at, true)"), {"at": at.isoformat(sep=" ")}
+        )
+        rows = self.connection.execute(
+            text(
+                "SELECT club_id, sku, not_eligible_because, count(*) FROM subscription_now"
+                " WHERE NOT eligible GROUP BY 1, 2, 3"
+            )
+        )
+        return [tuple(row) for row in rows]
+
+    def next_run_after(self, run_at: datetime) -> datetime | None:
+        return self.connection.scalar(
+            text("SELECT min(run_at) FROM billing_forecast_run WHERE run_at > :run_at"),
+            {"run_at": run_at},
+        )
+
+    def page(
+        self, run_at: datetime, club_id: int | None, after: str | None, limit: int
+    ) -> list[Line]:
+        """The lines of `limit` subscriptions after `after` (all of each one's periods)."""
+        rows = self.connection.execute(
+            text(
+                "WITH page AS (SELECT DISTINCT subscription_id FROM billing_forecast"
+                " WHERE run_at = :run_at"
+                " AND (CAST(:club_id AS integer) IS NULL OR club_id = :club_id)"
+                " AND (CAST(:after AS varchar) IS NULL OR subscription_id > :after)"
+                " ORDER BY subscription_id LIMIT :limit)"
+                " SELECT f.subscription_id, club_id, sku, period, action, attempt, max_attempts,"
+                " reason FROM billing_forecast f JOIN page USING (subscription_id)"
+                " WHERE run_at = :run_at ORDER BY f.subscription_id, period"
+            ),
+            {"run_at": run_at, "club_id": club_id, "after": after, "limit": limit},
+        )
+        return [Line.from_row(row._mapping) for row in rows]
+
+    def lines(self, run_at: datetime) -> list[Line]:
+        rows = self.connection.execute(
+            text(
+                "SELECT subscription_id, club_id, sku, period, action, attempt, max_attempts,"
+                " reason FROM billing_forecast WHERE run_at = :run_at"
+            ),
+            {"run_at": run_at},
+        )
+        return [Line.from_row(row._mapping) for row in rows]
+
+    def actual(self, since: datetime, until: datetime) -> list[tuple[str, str, str, int]]:
+        """(subscription, period, audit action, attempt) the billing run wrote in [since,
+        until): its charge attempts and its cancellations."""
+        rows = self.connection.execute(
+            text(
+                "SELECT subscription_id, period, action, details FROM billing_audit"
+                " WHERE actor = 'billing-run' AND action IN ('charge_attempt', 'cancellation')"
+                " AND occurred_at >= :since AND occurred_at < :until"
+            ),
+            {"since": since, "until": until},
+        )
+        found = []
+        for row in rows:
+            attempt = 0
+            if row.action == "charge_attempt" and (row.details or "").startswith("attempt "):
+                attempt = int(row.details.split()[1])
+            found.append((row.subscription_id, row.period, row.action, attempt))
+        return found
+
+    def record_comparison(self, run_at: datetime, compared_at: datetime, comparison: Any) -> None:
+        self.connection.execute(
+            text(
+                "UPDATE billing_forecast_run SET compared_at = :compared_at,"
+                " comparison = CAST(:comparison AS jsonb) WHERE run_at = :run_at"
+            ),
+            {
+                "run_at": run_at,
+                "compared_at": compared_at,
+                "comparison": orjson.dumps(comparison).decode(),
+            },
+        )
