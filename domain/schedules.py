@@ -168,3 +168,17 @@ def period_in_effect(schedule: Schedule, now: datetime, anchor: datetime | None)
     if now < starts:
         return None
     return period_for(schedule, now, anchor)
+
+
+def end_in_effect(schedule: Schedule, now: datetime, anchor: datetime | None) -> datetime | None:
+    """When the period billed at `now` ends (None in the unbilled span of a change)."""
+    period = period_in_effect(schedule, now, anchor)
+    if period is None:
+        return None
+    rule = schedule
+    previous = schedule.previous or DEFAULT
+    if schedule.changed_at is not None and previous.rule != schedule.rule:
+        until, _ = switch_over(schedule, anchor)
+        if now < until:
+            rule = previous
+    return period_end(rule, period, anchor)

@@ -2,8 +2,11 @@
 its billing stands (the current period, and the unpaid periods billing still retries).
 
 The billing part follows the billing run (domain/billing.py): the period comes from the
-club's schedule (domain/schedules.py), and a failed period is retried until the retry
-window after its billing date, or after its first attempt when that came later.
+club's schedule as billing applies it (a changed schedule takes effect at a boundary, and
+between two schedules whose boundaries do not meet no period is billed: `period` is None);
+a declined period is retried until the retry window after its first decline
+(billing.window_closed); a period whose attempts failed on the platform's side (`error`,
+`unknown`, `pending`) is retried by every run until the period ends.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from domain.ports import UnitOfWork
 from domain.read_model import HistoryRow, SubscriptionRecord
 from domain.timelines import timeline
 
-UNPAID = frozenset({ChargeState.PENDING, ChargeState.FAILED, ChargeState.UNKNOWN})
+UNPAID = frozenset(
+    {ChargeState.PENDING, ChargeState.FAILED, ChargeState.UNKNOWN, ChargeState.ERROR}
+)
 LEDGER_HORIZON = timedelta(days=400)
 
 
@@ -33,15 +38,19 @@ class SubscriptionView:
     status_id: int | None
     since: datetime | None
     scheduled: tuple[HistoryRow, ...]
-    period: schedules.Period
+    period: schedules.Period | None
     period_charge: Charge | None
     unpaid: tuple[UnpaidPeriod, ...]
 
 
-def retry_until(charge: Charge, retry_window: timedelta) -> datetime:
-    """The end of a period's retry window, as the billing run computes it."""
-    opened = max(charge.billing_date or charge.created_at, charge.created_at)
-    return opened + retry_window
+def retry_until(
+    charge: Charge, retry_window: timedelta, period_ends: datetime | None
+) -> datetime | None:
+    """Until when billing retries this unpaid period: a declined one until its window
+    closes (billing.window_closed), any other only while it is the current period."""
+    if charge.declined_at is not None:
+        return charge.declined_at + retry_window
+    return period_ends
 
 
 def view(
@@ -52,20 +61,25 @@ def view(
         record = uow.views.subscription(subscription_id, now, now - LEDGER_HORIZON)
     if record is None:
         raise errors.SubscriptionNotFound(subscription_id)
-    period = schedules.period_for(record.schedule, now, record.create_date)
+    period = schedules.period_in_effect(record.schedule, now, record.create_date)
     ledger = record.ledger
     now_and_later = timeline(record.history, now)
-    unpaid = tuple(
-        UnpaidPeriod(charge, retry_until(charge, retry_window))
-        for charge in ledger
-        if charge.state in UNPAID and now < retry_until(charge, retry_window)
-    )
+    ends = schedules.end_in_effect(record.schedule, now, record.create_date)
+    unpaid = []
+    for charge in ledger:
+        if charge.state not in UNPAID:
+            continue
+        until = retry_until(
+            charge, retry_window, ends if period and charge.period == period.key else None
+        )
+        if until is not None and now < until:
+            unpaid.append(UnpaidPeriod(charge, until))
     return SubscriptionView(
         record=record,
         status_id=now_and_later.status_id,
         since=now_and_later.since,
         scheduled=now_and_later.scheduled,
         period=period,
-        period_charge=next((c for c in ledger if c.period == period.key), None),
-        unpaid=unpaid,
+        period_charge=next((c for c in ledger if period and c.period == period.key), None),
+        unpaid=tuple(unpaid),
     )

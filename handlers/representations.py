@@ -122,11 +122,15 @@ def subscription(view: SubscriptionView) -> dict[str, Any]:
                 "interval": record.schedule.interval.value,
                 "anniversary": record.schedule.anniversary,
             },
-            "current_period": {
-                "period": view.period.key,
-                "billing_date": view.period.billing_date.isoformat(),
-                "charge": _charge(view.period_charge) if view.period_charge else None,
-            },
+            "current_period": (
+                {
+                    "period": view.period.key,
+                    "billing_date": view.period.billing_date.isoformat(),
+                    "charge": _charge(view.period_charge) if view.period_charge else None,
+                }
+                if view.period is not None
+                else None
+            ),
             "unpaid_periods": [
                 {
                     "period": unpaid.charge.period,

@@ -82,7 +82,7 @@ SELECT s.id, s.customer_store_id, s.create_date, c.id AS club_id, c.name, c.stor
      WHERE h.club_id = s.club_id AND h.effect_date <= :at
      ORDER BY h.effect_date DESC, h.create_date DESC NULLS LAST, h.id DESC LIMIT 1)
         AS club_status_id,
-    b.interval, b.anniversary,
+    b.interval, b.anniversary, b.changed_at, b.previous_interval, b.previous_anniversary,
     (SELECT json_agg(json_build_object('status_id', h.status_id,
                                        'effect_date', h.effect_date, 'details', h.details)
                      ORDER BY h.effect_date DESC, h.create_date DESC NULLS LAST, h.id DESC)
@@ -95,11 +95,13 @@ SELECT s.id, s.customer_store_id, s.create_date, c.id AS club_id, c.name, c.stor
                                        'created_at', l.created_at, 'updated_at', l.updated_at,
                                        'last_attempt_at', l.last_attempt_at,
                                        'billing_date', l.billing_date,
+                                       'declined_at', l.declined_at,
                                        'failure_reason', l.failure_reason)
                      ORDER BY l.created_at, l.id)
      FROM charge l
      WHERE l.subscription_id = s.id
-       AND (l.state IN ('pending', 'failed', 'unknown') OR l.created_at >= :ledger_since))
+       AND (l.state IN ('pending', 'failed', 'unknown', 'error')
+            OR l.created_at >= :ledger_since))
         AS ledger
 FROM subscription s
 LEFT JOIN club c ON c.id = s.club_id
@@ -128,6 +130,7 @@ def _ledger_row(subscription_id: str, row: dict) -> Charge:
         last_attempt_at=_when(row["last_attempt_at"]),
         billing_date=_when(row["billing_date"]),
         failure_reason=row["failure_reason"],
+        declined_at=_when(row["declined_at"]),
     )
 
 
@@ -176,7 +179,15 @@ class SqlAlchemyViewRepository:
             create_date=row.create_date,
             club=None if row.club_id is None else ClubInfo(row.club_id, row.name, row.store_sku),
             club_status_id=row.club_status_id,
-            schedule=schedule_of(row.interval, row.anniversary),
+            # With the schedule it replaced: a change takes effect at a boundary, as billing
+            # applies it (domain/schedules.period_in_effect).
+            schedule=schedule_of(
+                row.interval,
+                row.anniversary,
+                row.changed_at,
+                row.previous_interval,
+                row.previous_anniversary,
+            ),
             history=tuple(
                 HistoryRow(h["status_id"], datetime.fromisoformat(h["effect_date"]), h["details"])
                 for h in row.history or ()

@@ -348,3 +348,60 @@ def test_a_subscriptions_status_follows_the_rule_on_ties_and_null_create_dates(d
     body = get_subscription(sub)[1]
     assert body["status_id"] == current_status(db, sub, at) == 3
     assert body["since"] == when.isoformat()
+
+
+def test_a_declined_periods_window_opens_at_its_first_decline_as_billing_decides(
+    db, now, catalog, platform
+):
+    # Given November's first attempt failed at the platform (a 5xx) on the 1st, and the
+    # card was declined only on the 3rd
+    now(datetime(2026, 11, 1, 6))
+    sub = builders.subscription(db, catalog["open"])
+    platform.set_mode("fail", times=1)
+    billing_run.run(io.StringIO())
+    now(datetime(2026, 11, 3, 6))
+    platform.set_mode("reject", times=1)
+    billing_run.run(io.StringIO())
+    # When read on the 7th (past five days from the first attempt, inside five from the
+    # decline), Then November is unpaid until five days after the decline
+    now(datetime(2026, 11, 7, 12))
+    [unpaid] = get_subscription(sub)[1]["billing"]["unpaid_periods"]
+    assert (unpaid["period"], unpaid["state"]) == ("2026-11", "failed")
+    assert unpaid["retry_until"] == "2026-11-08T06:00:00"
+
+
+def test_a_period_failing_on_the_platforms_side_is_retried_until_it_ends(
+    db, now, catalog, platform
+):
+    # Given November's attempt failed at the platform (not a decline)
+    now(datetime(2026, 11, 1, 6))
+    sub = builders.subscription(db, catalog["open"])
+    platform.set_mode("fail", times=1)
+    billing_run.run(io.StringIO())
+    # When read on the 20th, Then it is unpaid until November ends (no window: it never
+    # counts towards cancellation)
+    now(datetime(2026, 11, 20))
+    [unpaid] = get_subscription(sub)[1]["billing"]["unpaid_periods"]
+    assert unpaid["period"] == "2026-11"
+    assert unpaid["state"] in ("unknown", "error")
+    assert unpaid["retry_until"] == "2026-12-01T00:00:00"
+    # And in December it is no longer retried, so no longer listed
+    now(datetime(2026, 12, 1, 1))
+    assert get_subscription(sub)[1]["billing"]["unpaid_periods"] == []
+
+
+def test_a_schedule_changed_mid_period_shows_the_period_billing_will_charge(db, now, catalog):
+    # Given a monthly club made quarterly on 15 November (the month already began)
+    sub = builders.subscription(db, catalog["open"])
+    builders.billing_schedule(db, catalog["open"], "quarterly", changed_at=datetime(2026, 11, 15))
+    # When read on the 20th, Then November is still a monthly period (the change waits
+    # for a boundary), and the first quarter billed is January's
+    now(datetime(2026, 11, 20))
+    period = get_subscription(sub)[1]["billing"]["current_period"]
+    assert (period["period"], period["billing_date"]) == ("2026-11", "2026-11-01T00:00:00")
+    now(datetime(2026, 12, 10))
+    period = get_subscription(sub)[1]["billing"]["current_period"]
+    assert (period["period"], period["billing_date"]) == ("2026-12", "2026-12-01T00:00:00")
+    now(datetime(2027, 1, 10))
+    period = get_subscription(sub)[1]["billing"]["current_period"]
+    assert (period["period"], period["billing_date"]) == ("2027-Q1", "2027-01-01T00:00:00")
