@@ -434,12 +434,25 @@ def settle(
     if step == Step.CANCEL:
         return _settle_cancel(uow, target, key, ledger, card, latest_paid, now, retry_window)
     is_current = current is not None and key == current.key
-    if not is_current and (ledger is None or ledger.state != FAILED):
-        return Outcome.SKIPPED  # earlier periods are retried only after a decline
-    if ledger is not None and ledger.state == FAILED and window_closed(ledger, now, retry_window):
-        return Outcome.SKIPPED  # its window closed: the next run plans its end
-    if card is not None:
-        return Outcome.SKIPPED  # the next run plans the cancellation, behind the breaker
+    # The run's own decision (`decide`, what `plan` queued and the forecast reported),
+    # taken again on the ledger row just read under lock: the message is carried out only
+    # if it still stands. So an earlier period is retried only after a decline and inside
+    # its window, a closed window or a card report is left to the next run's plan (behind
+    # the breaker), an error/unknown earlier period is not charged here. An attempt in
+    # flight goes on to `charges.charge`, which answers ChargeInProgress (SQS retries).
+    messages, _settled = decide(
+        Candidate(subscription_id, target.schedule, target.started),
+        current,
+        [ledger] if ledger is not None else [],
+        card,
+        latest_paid,
+        now,
+        retry_window,
+        pending_timeout,
+    )
+    in_flight = is_current and ledger is not None and ledger.state == ChargeState.PENDING
+    if not in_flight and not any(m.period == key and m.step == Step.CHARGE for m in messages):
+        return Outcome.SKIPPED
     failed = ledger.attempts if ledger is not None and ledger.state == FAILED else 0
     request_id = request_id_for(subscription_id, key, failed)
     wanted = current if is_current else schedules.Period(key, ledger.billing_date or now)

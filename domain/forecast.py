@@ -7,7 +7,7 @@ one line; the forecast only reads, per chunk, what it reports beside the decisio
 SKU, which attempt, a return from pause). So the forecast cannot disagree with the run
 by construction; `compare` checks it against what a run wrote to the audit anyway, and
 the run records that comparison. (The worker's `settle` re-reads the ledger under lock
-and carries a message out only if it still stands: it may skip, never do otherwise.)
+and asks `billing.decide` again: a charge is carried out only if it is still planned.)
 """
 
 from __future__ import annotations

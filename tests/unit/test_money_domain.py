@@ -236,3 +236,39 @@ def test_a_request_that_cannot_be_built_is_recorded_as_not_sent():
     with pytest.raises(errors.PlatformUnreachable) as raised:
         client.place_order("r1", "c", 1)
     assert raised.value.sent is False
+
+
+# --- settle carries a charge message out only if decide() still plans it (merge of 12/16) ---
+
+
+def test_a_charge_message_whose_window_closed_meanwhile_is_skipped_without_a_call(uow):
+    # Given November declined on the 10th
+    assert settle(uow, FakeEcommerce(DECLINED)) == Outcome.FAILED
+    # When a charge message for it is settled after its window closed
+    platform = FakeEcommerce(CREATED)
+    outcome_ = settle(uow, platform, NOW + WINDOW + timedelta(hours=1), period="2026-11")
+    # Then nothing is called: the next run's plan ends it (behind the breaker)
+    assert (outcome_, platform.calls) == (Outcome.SKIPPED, [])
+
+
+def test_an_earlier_period_the_platform_failed_on_is_not_charged_by_a_message(uow):
+    # Given October ended in state error (platform failures only)
+    platform = FakeEcommerce(PlatformAnswer(401, "{}", {}, True))
+    with pytest.raises(errors.PlatformRefused):
+        settle(uow, platform, datetime(2026, 10, 20, 9))
+    assert row(uow, "2026-10").state == ChargeState.ERROR
+    # When a (stale) charge message for October is settled in November
+    platform = FakeEcommerce(CREATED)
+    # Then it is skipped: an earlier period is retried only after a decline
+    assert settle(uow, platform, period="2026-10") == Outcome.SKIPPED
+    assert platform.calls == []
+
+
+def test_a_charge_message_is_skipped_once_a_card_report_stands(uow):
+    # Given a card report made after the subscription was created
+    uow.billing.cards["cust-1"] = CardReport("cust-1", "expired", NOW - timedelta(days=1))
+    platform = FakeEcommerce(CREATED)
+    # When the charge message is settled
+    # Then nothing is called: the next run's plan cancels it (behind the breaker)
+    assert settle(uow, platform) == Outcome.SKIPPED
+    assert platform.calls == []
