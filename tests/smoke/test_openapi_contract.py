@@ -77,8 +77,17 @@ def test_the_server_keeps_every_promise_of_the_openapi_document(local_server, tm
     # The webhook is signed with a secret the fuzzer does not hold: it can only be refused
     # (401 in the envelope, as documented); tests/integration/test_webhooks.py signs. That
     # warning is the only thing allowed besides "No issues found".
+    # The examples phase also posts status changes to the demo's subscriptions, and a status
+    # change cancels that subscription's pending club change (docs/club-changes.md), so the
+    # DELETE example may then find none: 404 `club_change_not_found`, as documented. That
+    # one operation may be reported as missing data; its success path is tested in
+    # tests/integration/test_club_change.py.
     if "No issues found" not in result.stdout:
         warnings = [line.strip() for line in result.stdout.splitlines() if "⚠️" in line]
+        missing = "⚠️ Missing test data: 1 operation repeatedly returned 404 responses"
+        if missing in warnings:
+            warnings.remove(missing)
+            assert "  - DELETE /subscription/{id}/club-change/" in result.stdout, report
         assert warnings == [
             "⚠️ Authentication failed: 1 operation returned only 401/403 responses"
         ], report
