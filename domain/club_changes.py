@@ -79,7 +79,8 @@ def _request(
             if replayed.when == When.NOW:
                 schedule = uow.club_changes.schedule_of(replayed.club_id)
                 start = subscription.create_date
-                moved = schedules.period_for(schedule, replayed.effective_at, start).key
+                in_effect = schedules.period_in_effect(schedule, replayed.effective_at, start)
+                moved = in_effect.key if in_effect is not None else None
             first = _first_charge(uow, replayed)
             return ChangeOutcome(replayed, first, created=False, moved_period=moved)
         raise errors.SubscriptionNotActive(
@@ -110,21 +111,26 @@ def _request(
     moved_period = None
     if request.when == When.NOW:
         effective = now
-        period = schedules.period_for(
+        period = schedules.period_in_effect(
             uow.club_changes.schedule_of(subscription.club_id), now, subscription.create_date
         )
-        # A ledger row for the period, inserted as the charge path would: whichever commits
-        # first wins the (subscription, period) key, so a charge racing this change either
-        # makes it refuse or finds the period closed. Never sent to the platform.
-        marker = str(uuid.uuid5(MARKER_NAMESPACE, f"{subscription_id}:{period.key}"))
-        reason = f"moved to club {request.club_id} by club change {change_id}: never charged here"
-        sku = uow.club_changes.sku_of(subscription.club_id)
-        if not uow.club_changes.reserve_period(subscription, period, marker, now, reason, sku):
-            raise errors.PeriodAlreadyBilled(subscription_id, period.key)
-        # The marker is the row's request id: registered like any (docs/money-path.md), so
-        # no charge or promo can ever send it.
-        charges.claim_request_id(uow, marker, charges.subject(subscription_id, period.key), now)
-        moved_period = period.key
+        # None: the subscription is in the unbilled span of a schedule change, so there is
+        # no period to move (nothing is billed until the new schedule's first period).
+        if period is not None:
+            # A ledger row for the period, inserted as the charge path would: whichever commits
+            # first wins the (subscription, period) key, so a charge racing this change either
+            # makes it refuse or finds the period closed. Never sent to the platform.
+            marker = str(uuid.uuid5(MARKER_NAMESPACE, f"{subscription_id}:{period.key}"))
+            reason = (
+                f"moved to club {request.club_id} by club change {change_id}: never charged here"
+            )
+            sku = uow.club_changes.sku_of(subscription.club_id)
+            if not uow.club_changes.reserve_period(subscription, period, marker, now, reason, sku):
+                raise errors.PeriodAlreadyBilled(subscription_id, period.key)
+            # The marker is the row's request id: registered like any (docs/money-path.md), so
+            # no charge or promo can ever send it.
+            charges.claim_request_id(uow, marker, charges.subject(subscription_id, period.key), now)
+            moved_period = period.key
     else:
         effective = _next_boundary(uow, subscription, now)
     if anchor is None:
@@ -244,12 +250,15 @@ def _target(
 def _next_boundary(uow: UnitOfWork, subscription: Subscription, now: datetime) -> datetime:
     """The first period boundary after now whose period has no ledger row."""
     schedule = uow.club_changes.schedule_of(subscription.club_id)
-    period = schedules.following(schedule, now, subscription.create_date)
+    anchor = subscription.create_date
+    boundary = schedules.next_boundary(schedule, now, anchor)
     for _ in range(MAX_BOUNDARIES):
-        if not uow.club_changes.ledger_has(subscription.id, period.key):
+        # The period billing bills from this boundary on (none: an unbilled span).
+        period = schedules.period_in_effect(schedule, boundary, anchor)
+        if period is None or not uow.club_changes.ledger_has(subscription.id, period.key):
             break
-        period = schedules.following(schedule, period.billing_date, subscription.create_date)
-    return period.billing_date
+        boundary = schedules.next_boundary(schedule, boundary, anchor)
+    return boundary
 
 
 def _first_charge(

@@ -182,3 +182,13 @@ def end_in_effect(schedule: Schedule, now: datetime, anchor: datetime | None) ->
         if now < until:
             rule = previous
     return period_end(rule, period, anchor)
+
+
+def next_boundary(schedule: Schedule, now: datetime, anchor: datetime | None) -> datetime:
+    """The first instant after `now` where a billed period starts, or where the unbilled
+    span of a schedule change begins (what a club change waits for)."""
+    end = end_in_effect(schedule, now, anchor)
+    if end is not None:
+        return end
+    # Inside the unbilled span of a change: the new schedule's first period.
+    return switch_over(schedule, anchor)[1]

@@ -161,12 +161,18 @@ class SqlAlchemyClubChangeRepository:
         return found == len(set(row_ids))
 
     def schedule_of(self, club_id: int | None) -> schedules.Schedule:
+        """The club's schedule with the one it replaced: a change takes effect at a period
+        boundary, as billing applies it (schedules.period_in_effect)."""
         row = self.connection.execute(
-            select(BillingSchedule.interval, BillingSchedule.anniversary).where(
-                BillingSchedule.club_id == club_id
-            )
+            select(
+                BillingSchedule.interval,
+                BillingSchedule.anniversary,
+                BillingSchedule.changed_at,
+                BillingSchedule.previous_interval,
+                BillingSchedule.previous_anniversary,
+            ).where(BillingSchedule.club_id == club_id)
         ).first()
-        return schedule_of(row.interval, row.anniversary) if row else schedules.DEFAULT
+        return schedule_of(*row) if row else schedules.DEFAULT
 
     def sku_of(self, club_id: int | None) -> int | None:
         return self.connection.scalar(select(Club.store_sku).where(Club.id == club_id))

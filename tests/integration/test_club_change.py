@@ -772,3 +772,18 @@ def test_the_scheduled_billing_run_records_applied_changes_before_queueing(db, n
     assert again.applied == []
     assert change_row(db, body["id"])["applied_recorded_at"] == DECEMBER + timedelta(hours=6)
     assert actions(db, member)[-1] == ("club_change_applied", "billing-run")
+
+
+def test_after_a_mid_period_schedule_change_the_club_change_follows_billings_periods(
+    db, now, clubs, member, platform
+):
+    # Given club A made quarterly on 10 November: billing still bills November monthly
+    builders.billing_schedule(db, clubs[0], "quarterly", changed_at=datetime(2026, 11, 10))
+    # When the member changes now, Then the period moved is billing's November, not Q4
+    status, body, _ = post(member, {"club_id": clubs[1], "when": "now", "preview": True})
+    assert status == 200
+    assert body["moved_period"] == "2026-11"
+    # And a change at the next period waits for 1 December, billing's next boundary (not
+    # the quarter's start, which is a month later)
+    status, body, _ = post(member, {"club_id": clubs[1]})
+    assert (status, body["effective_at"]) == (201, DECEMBER.isoformat())
