@@ -20,7 +20,7 @@ help:
 	@echo "make billing-run  charge what is due now, locally (fake platform), with a summary"
 	@echo "make migrate    alembic upgrade head on DATABASE_URL or the embedded database"
 	@echo "make db-stop    stop the embedded PostgreSQL"
-	@echo "make bench      build the 10k-1M data sets, measure, write BENCHMARKS.md (< 10 min)"
+	@echo "make bench      build the 10k-1M data sets, measure, write BENCHMARKS.md (< 15 min)"
 	@echo "make rebuild-status  rebuild the current-status cache from history (operators)"
 	@echo "make install    create .venv and node_modules (the first time: about 2 minutes)"
 	@echo "make demo-data  load the demo clubs and subscriptions into an empty database"
