@@ -192,6 +192,20 @@ def _match_orders(
         with uow:
             row = uow.charges.find_by_request_id(request_id)
             if row is None:
+                promo = uow.promo_orders.find_by_request_id(request_id)
+                if promo is not None:
+                    # A flash-promo order (its own ledger): matched when it is recorded
+                    # sold; otherwise the platform's paid order is for review.
+                    if promo.state != "succeeded":
+                        report.for_review.append(
+                            Finding(
+                                "promo_order_unsettled",
+                                request_id,
+                                detail=f"promo order {promo.id} is {promo.state} here, paid"
+                                " at the platform",
+                            )
+                        )
+                    continue
                 report.orders_without_ledger.append(
                     Finding(
                         "order_without_ledger", request_id, detail=f"order {order.get('order_id')}"

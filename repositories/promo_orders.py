@@ -22,6 +22,12 @@ _COLUMNS = (
 
 _FOR_RESERVATION = text(f"SELECT {_COLUMNS} FROM promo_order WHERE reservation_id = :id")
 _FOR_RESERVATION_LOCKED = text(_FOR_RESERVATION.text + " FOR UPDATE")
+# The order that sent this request id, by its current id or any attempt's.
+_FOR_REQUEST_ID = text(
+    f"SELECT {_COLUMNS} FROM promo_order WHERE request_id = :request_id"
+    " OR id IN (SELECT order_id FROM promo_order_attempt WHERE request_id = :request_id)"
+    " LIMIT 1"
+)
 
 _CREATE = text(
     f"""
@@ -157,6 +163,11 @@ class SqlAlchemyPromoOrderRepository:
                 "now": now,
             },
         ).first()
+        return _order(row) if row else None
+
+    def find_by_request_id(self, request_id: str) -> PromoOrder | None:
+        """The promo order that sent this request id (reconciliation matches orders)."""
+        row = self.connection.execute(_FOR_REQUEST_ID, {"request_id": request_id}).first()
         return _order(row) if row else None
 
     def list_for_reconciliation(

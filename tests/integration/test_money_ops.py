@@ -303,3 +303,31 @@ def test_a_platform_failure_is_counted_in_the_platform_failure_alarm_s_metric(
     # Then the failure is counted under the PlatformFailureAlarm's metric name
     assert status >= 500
     assert '"PlatformFailure":[1.0]' in capsys.readouterr().out.replace(" ", "")
+
+
+def test_reconciliation_matches_flash_promo_orders_against_their_own_ledger(
+    db, now, platform, capsys
+):
+    # Given two promo orders the platform holds paid: one recorded sold here, one whose
+    # answer was lost (unknown)
+    now(datetime(2026, 11, 10, 9))
+    with db.begin() as conn:
+        for request_id, state in (("promo-sold-1", "succeeded"), ("promo-lost-1", "unknown")):
+            conn.execute(
+                text(
+                    "INSERT INTO promo_order (reservation_id, promo_id, customer_id, sku,"
+                    " request_id, state, attempts, created_at, updated_at, last_attempt_at)"
+                    " VALUES (:r, 1, 'promo-customer', 77, :r, :st, 1, :n, :n, :n)"
+                ),
+                {"r": request_id, "st": state, "n": clock.now()},
+            )
+            platform.create_order(request_id, "promo-customer", 77)
+    # When reconciliation runs
+    now(datetime(2026, 11, 10, 10))
+    reconcile.main(["--json"])
+    report = json.loads(capsys.readouterr().out)
+    # Then neither is an order without a ledger row; the lost one is for review
+    assert report["orders_without_ledger"] == []
+    assert [(f["kind"], f["request_id"]) for f in report["for_review"]] == [
+        ("promo_order_unsettled", "promo-lost-1")
+    ]
