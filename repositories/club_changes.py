@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, exists, func, insert, literal, select, text, update
+from sqlalchemy import exists, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
@@ -14,11 +14,11 @@ from domain import schedules
 from domain.club_change_model import ClubChange, When
 from domain.model import Subscription
 from repositories.charges import schedule_of
+from repositories.subscriptions import supersede
 from repositories.tables import (
     BillingSchedule,
     Club,
     SubscriptionStatusHistory,
-    SupersededStatusChange,
 )
 from repositories.tables import Charge as ChargeRow
 from repositories.tables import ClubChange as ClubChangeRow
@@ -279,45 +279,8 @@ class SqlAlchemyClubChangeRepository:
     ) -> list[str]:
         """Move these scheduled rows to superseded_status_change, as every superseded
         scheduled change is kept."""
-        h = SubscriptionStatusHistory
-        moved = (
-            delete(h)
-            .where(h.id.in_(list(row_ids)))
-            .returning(
-                h.id, h.subscription_id, h.status_id, h.effect_date, h.create_date, h.details
-            )
-            .cte("moved")
-        )
-        kept = (
-            insert(SupersededStatusChange)
-            .from_select(
-                [
-                    "history_id",
-                    "subscription_id",
-                    "status_id",
-                    "effect_date",
-                    "create_date",
-                    "details",
-                    "superseded_at",
-                    "superseded_by",
-                    "reason",
-                ],
-                select(
-                    moved.c.id,
-                    moved.c.subscription_id,
-                    moved.c.status_id,
-                    moved.c.effect_date,
-                    moved.c.create_date,
-                    moved.c.details,
-                    literal(now),
-                    literal(superseded_by),
-                    literal(reason),
-                ),
-            )
-            .add_cte(moved)
-            .returning(SupersededStatusChange.history_id)
-        )
-        return list(self.connection.scalars(kept))
+        rows = SubscriptionStatusHistory.id.in_(list(row_ids))
+        return supersede(self.connection, rows, now, superseded_by, reason)
 
     def discard_unstarted(self, subscription_id: str) -> bool:
         """Delete a subscription made for a change that never started (its claim goes with

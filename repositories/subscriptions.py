@@ -435,41 +435,53 @@ class SqlAlchemyStatusHistoryRepository:
         self, subscription_id: str, now: datetime, superseded_by: str, reason: str
     ) -> list[str]:
         h = SubscriptionStatusHistory
-        moved = (
-            delete(h)
-            .where(h.subscription_id == subscription_id, h.effect_date > now)
-            .returning(
-                h.id, h.subscription_id, h.status_id, h.effect_date, h.create_date, h.details
-            )
-            .cte("moved")
+        pending = (h.subscription_id == subscription_id) & (h.effect_date > now)
+        return supersede(self.connection, pending, now, superseded_by, reason)
+
+
+def supersede(
+    connection: Connection,
+    rows: ColumnElement[bool],
+    now: datetime,
+    superseded_by: str,
+    reason: str,
+) -> list[str]:
+    """Move the history rows `rows` selects to superseded_status_change, kept with when and
+    why, in one statement; returns their ids (the status endpoint, club changes)."""
+    h = SubscriptionStatusHistory
+    moved = (
+        delete(h)
+        .where(rows)
+        .returning(h.id, h.subscription_id, h.status_id, h.effect_date, h.create_date, h.details)
+        .cte("moved")
+    )
+    kept = (
+        insert(SupersededStatusChange)
+        .from_select(
+            [
+                "history_id",
+                "subscription_id",
+                "status_id",
+                "effect_date",
+                "create_date",
+                "details",
+                "superseded_at",
+                "superseded_by",
+                "reason",
+            ],
+            select(
+                moved.c.id,
+                moved.c.subscription_id,
+                moved.c.status_id,
+                moved.c.effect_date,
+                moved.c.create_date,
+                moved.c.details,
+                literal(now),
+                literal(superseded_by),
+                literal(reason),
+            ),
         )
-        audit = (
-            insert(SupersededStatusChange)
-            .from_select(
-                [
-                    "history_id",
-                    "subscription_id",
-                    "status_id",
-                    "effect_date",
-                    "create_date",
-                    "details",
-                    "superseded_at",
-                    "superseded_by",
-                    "reason",
-                ],
-                select(
-                    moved.c.id,
-                    moved.c.subscription_id,
-                    moved.c.status_id,
-                    moved.c.effect_date,
-                    moved.c.create_date,
-                    moved.c.details,
-                    literal(now),
-                    literal(superseded_by),
-                    literal(reason),
-                ),
-            )
-            .add_cte(moved)
-            .returning(SupersededStatusChange.history_id)
-        )
-        return list(self.connection.scalars(audit))
+        .add_cte(moved)
+        .returning(SupersededStatusChange.history_id)
+    )
+    return list(connection.scalars(kept))
