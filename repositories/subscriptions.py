@@ -207,7 +207,7 @@ class SqlAlchemySubscriptionRepository:
         cached_ids = (_CACHED if after is None else _CACHED_AFTER).fetch(conn, params)
         # Only the marked rows up to the cached page's last id can belong to this page.
         upper = cached_ids[-1] if limit is not None and len(cached_ids) == limit else None
-        live_ids = _LIVE.fetch(conn, params | {"upper": upper})
+        live_ids = (_LIVE if outside else _LIVE_MARKS).fetch(conn, params | {"upper": upper})
         if not live_ids:
             return cached_ids
         # The two parts are disjoint; PostgreSQL merges them, so the order stays the database
@@ -239,9 +239,11 @@ REQUEST_ABSORB_BATCH = 1_000
 REQUEST_ABSORB_BACKLOG = 1_000
 # Up to this share of the cache marked or outside its interval (and at least MIX_FLOOR
 # rows), a page reads the cache and computes the marked rows of its own id range live
-# (about 10 us each); above it, the plain rule over the history, which costs what the
-# rule costs. Rows outside their interval are counted up to MIX_CAP.
-MIX_SHARE = 0.15
+# (about 9 us each at a million subscriptions, right after the write that marked them);
+# above it, the plain rule over the history (about 1.1 us per subscription, all of them).
+# At a million subscriptions the two cost the same near 10% marked (docs/eligible-cache.md).
+# Rows outside their interval are counted up to MIX_CAP.
+MIX_SHARE = 0.1
 MIX_FLOOR = 5_000
 MIX_CAP = 200_000
 
@@ -344,20 +346,26 @@ def _eligible_statements():
         .limit(limit)
     )
     cached = fresh.where(cached_status_holds(at))
+    cached_after = fresh.where(cache.subscription_id > after, cached_status_holds(at, after))
     # ... and the rule applied live to the few whose interval does not hold or that are
     # marked, within the page's id range (after, upper] (psycopg2 sends the values inline,
     # so the planner drops the tests of an absent bound).
     # One probe of the history's covering index per marked id (a correlated LIMIT 1): as a
     # DISTINCT ON joined to the marked ids, the planner walked the whole history instead.
-    stale = cached_status_stale(at, after, upper).subquery("stale")
+    # Nothing is everything-marked on this path (that is the rule's), and when no cache row
+    # lies outside its interval the marks alone are read (`_LIVE_MARKS`).
     row = SubscriptionRow.__table__.c
-    live = (
-        select(row.id)
-        .join(stale, stale.c.subscription_id == row.id)
-        .where(SUBSCRIPTIONS.status_of(row.id, at) == active, row.club_id == shipping)
-        .order_by(row.id)
-        .limit(limit)
-    )
+
+    def live(stale_rows) -> Select:
+        stale = stale_rows.subquery("stale")
+        return (
+            select(row.id)
+            .join(stale, stale.c.subscription_id == row.id)
+            .where(SUBSCRIPTIONS.status_of(row.id, at) == active, row.club_id == shipping)
+            .order_by(row.id)
+            .limit(limit)
+        )
+
     # The plain rule, a page at a time: the history's covering index and subscription's
     # (id) INCLUDE (club_id) index (revision 0008), both walked in id order and merged.
     rule_status = current_subscription_status(at).subquery("rule_status")
@@ -377,8 +385,9 @@ def _eligible_statements():
         _IdList(fresh),
         _IdList(fresh.where(cache.subscription_id > after)),
         _IdList(cached),
-        _IdList(cached.where(cache.subscription_id > after)),
-        _IdList(live),
+        _IdList(cached_after),
+        _IdList(live(cached_status_stale(at, after, upper, everything=False))),
+        _IdList(live(cached_status_stale(at, after, upper, outside=False, everything=False))),
         _IdList(rule),
         _IdList(rule_after),
         _IdList(merge),
@@ -392,19 +401,22 @@ def _eligible_statements():
     _CACHED,
     _CACHED_AFTER,
     _LIVE,
+    _LIVE_MARKS,
     _RULE,
     _RULE_AFTER,
     _MERGE,
 ) = _eligible_statements()
 
 
-# The plain rule's page has one good plan: both indexes walked in id order, a nested loop,
-# no worker. Right after a bulk load the tables have no statistics yet, and the planner
-# then chose parallel hash joins over the whole history for each page (0.7 s instead of
-# 50 ms at a million subscriptions). For the page's transaction only.
+# The plain rule's page has one good plan: both indexes walked in id order and merged, no
+# worker. Right after a bulk load the tables have no statistics yet, and the planner then
+# chose parallel hash joins over the whole history for each page (0.7 s instead of 50 ms
+# at a million subscriptions); a nested loop probes subscription's index once per ACTIVE
+# row, which made every id cost 1.5 times the plain DISTINCT ON (the merge: 0.95). For the
+# page's transaction only.
 _RULE_PLAN = text(
     "SELECT set_config('max_parallel_workers_per_gather', '0', true),"
-    " set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true),"
+    " set_config('enable_hashjoin', 'off', true), set_config('enable_nestloop', 'off', true),"
     " set_config('enable_sort', 'off', true), set_config('enable_seqscan', 'off', true)"
 )
 
