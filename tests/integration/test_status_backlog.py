@@ -368,4 +368,5 @@ def test_a_mixed_page_reads_the_marks_from_its_own_first_id(db, absorbed, now):
     marks = [line for line in plan.splitlines() if "ix_subscription_status_dirty_id" in line]
     assert marks, plan
     conditions = plan.split(marks[0])[1].splitlines()[1]
-    assert "Index Cond" in conditions and subs[10] in conditions, plan
+    assert "Index Cond" in conditions, plan
+    assert subs[10] in conditions, plan
