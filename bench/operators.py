@@ -87,6 +87,13 @@ def simulations(admin_url: str, migrate, log) -> list[dict]:
                 "duplicate_webhook_rate": 0.05,
                 "card_reports": [{"day": "2026-12-20", "count": subscriptions // 100}],
                 "pauses": [{"day": "2026-12-10", "count": subscriptions // 50, "days": 30}],
+                "club_changes": [
+                    {
+                        "day": "2026-12-15",
+                        "count": subscriptions // 100,
+                        "to_club": "Simulated club 2",
+                    }
+                ],
             }
         )
         started = time.perf_counter()

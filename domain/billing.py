@@ -263,8 +263,19 @@ class Breaker:
     fraction: float = DEFAULT_MAX_CANCELLATIONS
     floor: int = DEFAULT_MAX_CANCELLATIONS_FLOOR
 
+    @classmethod
+    def configured(cls, config: object) -> Breaker:
+        """The breaker of the settings (`billing_max_cancellations` and its floor)."""
+        return cls(config.billing_max_cancellations, config.billing_max_cancellations_floor)
+
     def limit(self, due: int) -> int:
         return max(self.floor, math.ceil(self.fraction * due))
+
+    def trips(self, summary: RunSummary) -> bool:
+        """The run's one decision over its whole due set: True when the cancellations it
+        counted go above the limit (all of them are then held). Sets `summary.limit`."""
+        summary.limit = self.limit(summary.due)
+        return len(summary.cancellations) > summary.limit
 
 
 @dataclass
@@ -273,6 +284,26 @@ class RunSummary:
     held: list[BillingMessage] = field(default_factory=list)
     limit: int = 0
     due: int = 0
+    # The cancellations the run is about to cause, weighed by the breaker at the end.
+    cancellations: list[BillingMessage] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set, repr=False)
+
+    def add(self, planned: Planned) -> BillingMessage | None:
+        """Count one planned item as the run counts it: the due set is every eligible
+        subscription once (with or without a message), a cancellation waits for the
+        breaker. Returns the message to queue now (a charge or an abandon), if any."""
+        message = planned.message
+        if message is None:
+            self.due += 1
+            self.counts[str(planned.settled_as) if planned.settled_as else "in flight"] += 1
+            return None
+        if message.subscription_id not in self.seen:
+            self.due += 1
+            self.seen.add(message.subscription_id)
+        if message.step == Step.CANCEL:
+            self.cancellations.append(message)
+            return None
+        return message
 
 
 def produce(
@@ -285,30 +316,19 @@ def produce(
 ) -> Iterator[BillingMessage]:
     """The run's producer: yields the messages to queue. Charges go at once; the
     cancellations it is about to cause are counted first, and above the breaker's limit
-    none of them is yielded: they are held (billing_hold), and `summary.held` says so."""
-    cancellations: list[BillingMessage] = []
-    seen: set[str] = set()
+    none of them is yielded: they are held (billing_hold), and `summary.held` says so.
+    (The forecast counts and weighs with the same `RunSummary.add` and `Breaker.trips`.)"""
     for planned in plan(uow, now, retry_window=retry_window, pending_timeout=pending_timeout):
-        message = planned.message
-        if message is None:
-            summary.due += 1
-            summary.counts[str(planned.settled_as) if planned.settled_as else "in flight"] += 1
-            continue
-        if message.subscription_id not in seen:
-            summary.due += 1
-            seen.add(message.subscription_id)
-        if message.step == Step.CANCEL:
-            cancellations.append(message)
-            continue
-        summary.counts["queued"] += 1
-        yield message
-    summary.limit = breaker.limit(summary.due)
-    if len(cancellations) > summary.limit:
-        hold(uow, cancellations, now)
-        summary.held = cancellations
-        summary.counts["held"] += len(cancellations)
+        message = summary.add(planned)
+        if message is not None:
+            summary.counts["queued"] += 1
+            yield message
+    if breaker.trips(summary):
+        hold(uow, summary.cancellations, now)
+        summary.held = list(summary.cancellations)
+        summary.counts["held"] += len(summary.held)
         return
-    for message in cancellations:
+    for message in summary.cancellations:
         summary.counts["queued"] += 1
         yield message
 
@@ -339,19 +359,23 @@ def held_at(uow: UnitOfWork, planned_at: datetime) -> bool:
 
 
 def hold(uow: UnitOfWork, messages: list[BillingMessage], now: datetime) -> None:
+    """Hold the run's cancellations, dated at its planning instant: one still held from an
+    earlier run is dated again (so a resumed invocation of this run finds the day held)
+    and audited again, the day's decision being this run's."""
     with uow:
         for message in messages:
-            if uow.holds.hold(message.subscription_id, message.period, message.reason, now):
-                uow.audit.add(
-                    AuditEntry(
-                        Action.CANCELLATION_HELD,
-                        audit.BILLING_RUN,
-                        now,
-                        message.subscription_id,
-                        message.period,
-                        details=f"held by the cancellation breaker: {message.reason}",
-                    )
+            new = uow.holds.hold(message.subscription_id, message.period, message.reason, now)
+            again = "" if new else " (still held from an earlier run)"
+            uow.audit.add(
+                AuditEntry(
+                    Action.CANCELLATION_HELD,
+                    audit.BILLING_RUN,
+                    now,
+                    message.subscription_id,
+                    message.period,
+                    details=f"held by the cancellation breaker{again}: {message.reason}",
                 )
+            )
         uow.commit()
 
 

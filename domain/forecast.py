@@ -8,6 +8,11 @@ SKU, which attempt, a return from pause). So the forecast cannot disagree with t
 by construction; `compare` checks it against what a run wrote to the audit anyway, and
 the run records that comparison. (The worker's `settle` re-reads the ledger under lock
 and asks `billing.decide` again: a charge is carried out only if it is still planned.)
+
+Two things the run decides over the whole plan are applied the same way: the
+cancellation breaker (the run's `RunSummary.add` counts the due set and `Breaker.trips`
+weighs the cancellations, so held ones read `cancel held: ...`), and members' club
+changes taking effect (domain/forecast_changes.py names what the plan does for them).
 """
 
 from __future__ import annotations
@@ -18,83 +23,22 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from domain import billing
-from domain.billing import CardReport, Step
-from domain.charges import Charge, ChargeTarget
-from domain.model import AUTOMATIC_RETURN_DETAILS, SubscriptionStatus
+from domain import billing, forecast_changes
+from domain.billing import Step
+from domain.forecast_model import CANCEL, HELD, RETRY, ClubChangeTaking, Inputs, Line
 from domain.ports import UnitOfWork
+
+__all__ = ["ClubChangeTaking", "Forecast", "Inputs", "Line", "compute", "line_for"]
 
 # The daily run's schedule (functions.yml: cron(0 6 * * ? *)).
 RUN_TIME = time(6, 0)
-# What the run does for the actions a forecast compares (the rest writes nothing).
-RETRY = "retry"
-ACTING = frozenset({Step.CHARGE.value, RETRY, Step.CANCEL.value})
+DAY = timedelta(days=1)
 
 
 def next_run(now: datetime) -> datetime:
     """The first daily run at or after `now`."""
     today = datetime.combine(now.date(), RUN_TIME)
-    return today if today >= now else today + timedelta(days=1)
-
-
-@dataclass(frozen=True)
-class Inputs:
-    """What settle reads about one subscription, plus what the forecast reports with it."""
-
-    target: ChargeTarget
-    # Its ledger rows by period (the current one and any earlier one).
-    ledgers: dict[str, Charge]
-    card: CardReport | None
-    club_id: int | None = None
-    since: datetime | None = None
-    since_details: str | None = None
-    status_before: int | None = None
-
-    def with_card(self, card: CardReport) -> Inputs:
-        return replace(self, card=card)
-
-    def returns_from_pause(self, at: datetime) -> bool:
-        """ACTIVE again since the previous daily run, after a pause."""
-        if self.since is None or self.since <= at - timedelta(days=1):
-            return False
-        return (
-            self.status_before == SubscriptionStatus.PAUSED
-            or self.since_details == AUTOMATIC_RETURN_DETAILS
-        )
-
-
-@dataclass(frozen=True)
-class Line:
-    """One subscription in a forecast: the action, and for a charge which attempt."""
-
-    subscription_id: str
-    club_id: int | None
-    sku: int | None
-    period: str
-    action: str
-    attempt: int | None = None
-    max_attempts: int | None = None
-    reason: str | None = None
-
-    def row(self) -> dict[str, Any]:
-        return {
-            "subscription_id": self.subscription_id,
-            "club_id": self.club_id,
-            "sku": self.sku,
-            "period": self.period,
-            "action": self.action,
-            "attempt": self.attempt,
-            "max_attempts": self.max_attempts,
-            "reason": self.reason,
-        }
-
-    @classmethod
-    def from_row(cls, row: Any) -> Line:
-        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
-
-    @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.subscription_id, self.period, self.action)
+    return today if today >= now else today + DAY
 
 
 def _last(attempt: int, now: datetime, closes: datetime) -> int:
@@ -111,7 +55,7 @@ def line_for(
     ledger = inputs.ledgers.get(message.period)
     if message.step == Step.CANCEL:
         why = "card unavailable" if message.reason.startswith("card ") else "window closing"
-        return Line(sub, club, sku, message.period, f"cancel: {why}", reason=message.reason)
+        return Line(sub, club, sku, message.period, f"{CANCEL}{why}", reason=message.reason)
     if message.step == Step.ABANDON:
         last = ledger.failure_reason if ledger is not None else None
         return Line(sub, club, sku, message.period, "abandon", reason=last)
@@ -129,6 +73,13 @@ def line_for(
     return Line(sub, club, sku, message.period, RETRY, attempt, most, reason)
 
 
+def held(line: Line) -> Line:
+    """A cancellation line when the run's breaker holds the day's cancellations."""
+    if not line.action.startswith(CANCEL):
+        return line
+    return replace(line, action=HELD + line.action.removeprefix(CANCEL))
+
+
 def lines(
     uow: UnitOfWork,
     reader: UnitOfWork,
@@ -136,23 +87,23 @@ def lines(
     pending_timeout: timedelta,
     retry_window: timedelta = billing.DEFAULT_RETRY_WINDOW,
     chunk: int = 1000,
-) -> Iterator[Line | billing.Planned | billing.BillingMessage]:
-    """Every planned message followed by its line; settled ones come back as the plan
-    said them.
+) -> Iterator[Line | billing.Planned]:
+    """Every planned item of the run (billing.Planned, in the plan's order), each message
+    followed by its line.
 
     `uow` streams the plan; `reader` (another unit of work) reads the inputs per chunk.
     """
-    batch: list[billing.BillingMessage] = []
+    batch: list[billing.Planned] = []
 
-    def flush() -> Iterator[Line | billing.BillingMessage]:
+    def flush() -> Iterator[Line | billing.Planned]:
         with reader:
-            found = reader.forecasts.inputs(sorted({m.subscription_id for m in batch}), at)
-        for message in batch:
-            yield message
-            inputs = found.get(message.subscription_id)
+            found = reader.forecasts.inputs(sorted({p.subscription_id for p in batch}), at)
+        for planned in batch:
+            yield planned
+            inputs = found.get(planned.message.subscription_id)
             if inputs is None:  # deleted since the plan read it
                 continue
-            yield line_for(message, inputs, at, retry_window)
+            yield line_for(planned.message, inputs, at, retry_window)
         batch.clear()
 
     planned_by_run = billing.plan(
@@ -162,7 +113,7 @@ def lines(
         if planned.message is None:
             yield planned
             continue
-        batch.append(planned.message)
+        batch.append(planned)
         if len(batch) >= chunk:
             yield from flush()
     if batch:
@@ -175,14 +126,15 @@ class Forecast:
     lines: list[Line]
     summary: list[dict[str, Any]]
     settled: dict[str, int]
-    # The plan's messages, in its order: a local run settles exactly these.
-    messages: list[billing.BillingMessage] = field(default_factory=list)
+    # The run's breaker over this plan: due, cancellations, limit, held.
+    breaker: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self, details: bool = True) -> dict[str, Any]:
         data: dict[str, Any] = {
             "at": self.at.isoformat(),
             "summary": self.summary,
             "already_settled": self.settled,
+            "breaker": self.breaker,
         }
         if details:
             data["details"] = [line.row() for line in self.lines]
@@ -192,16 +144,18 @@ class Forecast:
 def summarize(
     items: Iterable[Line], excluded: Iterable[tuple[int | None, int | None, str, int]] = ()
 ) -> list[dict[str, Any]]:
-    """Per club and SKU: how many subscriptions each action concerns, and how many the
-    run will not look at, by why ("excluded: its status is PAUSADO")."""
+    """Per club and SKU: how many subscriptions each action concerns (and returns from
+    pause, members joining by a club change), and how many the run will not look at, by
+    why ("excluded: its status is PAUSADO")."""
     groups: dict[tuple[int | None, int | None], Counter[str]] = {}
     for club_id, sku, reason, count in excluded:
         groups.setdefault((club_id, sku), Counter())[f"excluded: {reason}"] += count
     for line in items:
         counts = groups.setdefault((line.club_id, line.sku), Counter())
         counts[line.action] += 1
-        if line.reason == "returns from pause":
-            counts["returns from pause"] += 1
+        also = line.also_counted_as()
+        if also is not None and also != line.action:
+            counts[also] += 1
     ordered = sorted(groups.items(), key=lambda kv: (kv[0][0] or 0, kv[0][1] or 0))
     return [
         {"club_id": club_id, "sku": sku, **dict(sorted(counts.items()))}
@@ -216,160 +170,49 @@ def compute(
     pending_timeout: timedelta,
     retry_window: timedelta = billing.DEFAULT_RETRY_WINDOW,
     excluded: bool = False,
+    breaker: billing.Breaker | None = None,
 ) -> Forecast:
     """The forecast of the run at `at`; `excluded` also counts, per club, the members the
-    run will not look at and why (a scan of subscription_now: not for the run itself)."""
+    run will not look at and why (a scan of subscription_now: not for the run itself).
+    `breaker`: the run's (default: the defaults of the settings)."""
+    breaker = breaker or billing.Breaker()
+    with reader:
+        changes = reader.forecasts.club_changes(at, at - DAY)
+        # A resumed run keeps the decision its first invocation made (handlers/billing_run).
+        already_held = reader.holds.held_at(at)
+    targets = {change.target_subscription_id: change for change in changes}
     found: list[Line] = []
-    settled: Counter[str] = Counter()
-    messages: list[billing.BillingMessage] = []
+    run = billing.RunSummary()
+    target_states: dict[str, Any] = {}
     for item in lines(uow, reader, at, pending_timeout, retry_window):
         if isinstance(item, Line):
-            found.append(item)
-        elif isinstance(item, billing.BillingMessage):
-            messages.append(item)
-        else:
-            settled[str(item.settled_as) if item.settled_as else "in flight"] += 1
-    found.sort(key=lambda line: line.subscription_id)
+            change = targets.get(item.subscription_id)
+            found.append(forecast_changes.label(item, change) if change else item)
+            continue
+        run.add(item)  # the due set and the cancellations, counted as the run counts them
+        if item.message is None and item.subscription_id in targets:
+            target_states[item.subscription_id] = item.settled_as or "in flight"
+    holds = breaker.trips(run) or already_held
+    if holds:
+        found = [held(line) for line in found]
+    planned = {(line.subscription_id, line.period) for line in found}
+    found += forecast_changes.lines(changes, planned, target_states)
+    found.sort(key=lambda line: (line.subscription_id, line.period))
     left_out: list[tuple[int | None, int | None, str, int]] = []
     if excluded:
         with reader:
             left_out = reader.forecasts.excluded(at)
-    return Forecast(at, found, summarize(found, left_out), dict(settled), messages)
-
-
-def store(uow: UnitOfWork, forecast: Forecast, computed_at: datetime) -> None:
-    with uow:
-        summary = {"clubs": forecast.summary, "already_settled": forecast.settled}
-        uow.forecasts.store(forecast.at, computed_at, summary, forecast.lines)
-        uow.commit()
-
-
-def _acted(lines_: Iterable[Line]) -> set[tuple[str, str, str]]:
-    """The (subscription, period, action) a forecast says the run writes."""
-    keys = set()
-    for line in lines_:
-        if line.action.startswith("cancel"):
-            keys.add((line.subscription_id, line.period, "cancel"))
-        elif line.action in (Step.CHARGE.value, RETRY):
-            keys.add((line.subscription_id, line.period, line.action))
-    return keys
-
-
-def compare(uow: UnitOfWork, run_at: datetime, until: datetime, now: datetime) -> dict[str, Any]:
-    """The stored forecast of the run at `run_at` against what the billing run audited
-    from then until `until` or the next stored run, whichever comes first; recorded with
-    the forecast and returned."""
-    with uow:
-        stored = uow.forecasts.stored(run_at)
-        if stored is None:
-            return {"run_at": run_at.isoformat(), "forecast": None}
-        # What a later run (it stored its own forecast) did is not this run's doing.
-        later = uow.forecasts.next_run_after(run_at)
-        if later is not None:
-            until = min(until, later)
-        expected = _acted(uow.forecasts.lines(run_at))
-        actual = set()
-        for subscription_id, period, action, attempt in uow.forecasts.actual(run_at, until):
-            if action == "cancellation":
-                actual.add((subscription_id, period, "cancel"))
-            else:
-                actual.add((subscription_id, period, "charge" if attempt == 1 else "retry"))
-        comparison = {
-            "run_at": run_at.isoformat(),
-            "forecast": len(expected),
-            "actual": len(actual),
-            "agreed": expected == actual,
-            "only_forecast": sorted(map(list, expected - actual))[:100],
-            "only_actual": sorted(map(list, actual - expected))[:100],
-        }
-        uow.forecasts.record_comparison(run_at, now, comparison)
-        uow.commit()
-    return comparison
+    settled = {name: count for name, count in run.counts.items() if count}
+    verdict = {
+        "due": run.due,
+        "cancellations": len(run.cancellations),
+        "limit": run.limit,
+        "held": holds,
+    }
+    return Forecast(at, found, summarize(found, left_out), settled, verdict)
 
 
 def last_run(now: datetime) -> datetime:
     """The nominal instant of the latest daily run at or before `now`."""
     today = datetime.combine(now.date(), RUN_TIME)
-    return today if today <= now else today - timedelta(days=1)
-
-
-def before_run(
-    uow: UnitOfWork,
-    reader: UnitOfWork,
-    run_at: datetime,
-    now: datetime,
-    pending_timeout: timedelta,
-    retry_window: timedelta = billing.DEFAULT_RETRY_WINDOW,
-) -> bool:
-    """Store the forecast of the run at `run_at` unless one was stored for it before;
-    True when it was computed now."""
-    with uow:
-        if uow.forecasts.stored(run_at) is not None:
-            return False
-    store(uow, compute(uow, reader, run_at, pending_timeout, retry_window), now)
-    return True
-
-
-def answer(
-    uow: UnitOfWork,
-    reader: UnitOfWork,
-    at: datetime,
-    club_id: int | None,
-    after: str | None,
-    limit: int,
-    pending_timeout: timedelta,
-    retry_window: timedelta = billing.DEFAULT_RETRY_WINDOW,
-) -> dict[str, Any]:
-    """The per-club summary and one page of details (by subscription id): from the
-    stored forecast of the run at `at` when there is one (a million lines are read a page
-    at a time), else computed now."""
-    with uow:
-        stored = uow.forecasts.stored(at)
-        if stored is not None:
-            page = uow.forecasts.page(at, club_id, after, limit)
-            summary = stored["summary"]
-            return {
-                "at": at.isoformat(),
-                "source": "stored",
-                "computed_at": stored["computed_at"].isoformat(),
-                "summary": summary.get("clubs", []),
-                "already_settled": summary.get("already_settled", {}),
-                "comparison": stored["comparison"],
-                "details": [line.row() for line in page],
-                "next_after": page[-1].subscription_id
-                if len({line.subscription_id for line in page}) == limit
-                else None,
-            }
-    computed = compute(uow, reader, at, pending_timeout, retry_window, True)
-    wanted = [
-        line
-        for line in computed.lines
-        if (club_id is None or line.club_id == club_id)
-        and (after is None or line.subscription_id > after)
-    ]
-    # A page is `limit` subscriptions, each with all its lines (periods).
-    ids = sorted({line.subscription_id for line in wanted})[:limit]
-    chosen = [line for line in wanted if ids and line.subscription_id <= ids[-1]]
-    return {
-        "at": at.isoformat(),
-        "source": "computed",
-        "computed_at": None,
-        "summary": computed.summary,
-        "already_settled": computed.settled,
-        "comparison": None,
-        "details": [line.row() for line in chosen],
-        "next_after": ids[-1] if len(ids) == limit else None,
-    }
-
-
-def prepare(
-    uow: UnitOfWork,
-    reader: UnitOfWork,
-    now: datetime,
-    pending_timeout: timedelta,
-    retry_window: timedelta = billing.DEFAULT_RETRY_WINDOW,
-) -> Forecast:
-    """Store the forecast of the next daily run (the endpoint then reads it)."""
-    upcoming = compute(uow, reader, next_run(now), pending_timeout, retry_window, True)
-    store(uow, upcoming, now)
-    return upcoming
+    return today if today <= now else today - DAY

@@ -42,7 +42,7 @@ from sqlalchemy import Engine, create_engine
 from adapters.billing_queue import BATCH_SIZE, SqsBillingQueue
 from common import clock, settings
 from common.observability import logger, metrics
-from domain import audit, billing, club_change_model, club_changes, forecast
+from domain import audit, billing, club_change_model, club_changes, forecast, forecast_runs
 from domain.billing_runs import RunState, run_date_for
 from repositories.billing_runs import SqlAlchemyBillingRunRepository
 from repositories.unit_of_work import SqlAlchemyUnitOfWork
@@ -83,8 +83,7 @@ def run_engine() -> Engine:
 
 
 def breaker() -> billing.Breaker:
-    config = settings.get()
-    return billing.Breaker(config.billing_max_cancellations, config.billing_max_cancellations_floor)
+    return billing.Breaker.configured(settings.get())
 
 
 class Senders:
@@ -321,18 +320,19 @@ def record_forecast(
     The forecast only informs: a failure is logged, and the run goes on."""
     try:
         run_at = forecast.last_run(now)
-        comparison = forecast.compare(
+        comparison = forecast_runs.compare(
             SqlAlchemyUnitOfWork(engine), run_at - timedelta(days=1), run_at, now
         )
         if comparison.get("forecast") is not None:
             logger.info("billing forecast compared", **comparison)
-        forecast.before_run(
+        forecast_runs.before_run(
             SqlAlchemyUnitOfWork(engine),
             SqlAlchemyUnitOfWork(engine),
             run_at,
             now,
             pending_timeout,
             retry_window,
+            breaker=breaker(),
         )
     except Exception:
         logger.exception("billing forecast not recorded; the run goes on")

@@ -11,17 +11,19 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from common import clock, settings
 from common.observability import logger, metrics
-from domain import forecast
+from domain import billing, forecast, forecast_runs
 from handlers import http
 from handlers.schemas import ForecastQuery
 from repositories.unit_of_work import SqlAlchemyUnitOfWork
 
 
-def _windows() -> tuple[timedelta, timedelta]:
+def _windows() -> tuple[timedelta, timedelta, billing.Breaker]:
+    """The run's settings the forecast decides with: its windows and its breaker."""
     config = settings.get()
     return (
         timedelta(seconds=config.charge_pending_timeout_seconds),
         timedelta(days=config.billing_retry_days),
+        billing.Breaker.configured(config),
     )
 
 
@@ -29,7 +31,7 @@ def _windows() -> tuple[timedelta, timedelta]:
 def api(event: dict) -> http.Response:
     query = http.query(event, ForecastQuery)
     at = query.at or forecast.next_run(clock.now())
-    found = forecast.answer(
+    found = forecast_runs.answer(
         SqlAlchemyUnitOfWork(),
         SqlAlchemyUnitOfWork(),
         at,
@@ -53,7 +55,7 @@ def api(event: dict) -> http.Response:
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def prepare(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    upcoming = forecast.prepare(
+    upcoming = forecast_runs.prepare(
         SqlAlchemyUnitOfWork(), SqlAlchemyUnitOfWork(), clock.now(), *_windows()
     )
     logger.info("billing forecast stored", at=upcoming.at.isoformat(), lines=len(upcoming.lines))

@@ -35,7 +35,7 @@ from typing import Any, TextIO
 from sqlalchemy.engine import make_url
 
 from common import clock, settings
-from domain import errors, forecast, operations
+from domain import billing, errors, forecast, forecast_runs, operations
 from domain.model import ClubStatus
 from repositories.unit_of_work import SqlAlchemyUnitOfWork
 
@@ -257,11 +257,35 @@ SUMMARY_ORDER = [
     "charge",
     "retry",
     "returns from pause",
+    "club change: joins",
+    "club change: leaves",
+    "abandon",
     "cancel: card unavailable",
     "cancel: window closing",
-    "in progress",
-    "skip",
+    "cancel held: card unavailable",
+    "cancel held: window closing",
 ]
+
+
+def _summary_columns(summary: list[dict[str, Any]]) -> list[str]:
+    """The columns some club has, the run's actions first, then the excluded."""
+    present = {key for row in summary for key in row} - {"club_id", "sku"}
+    known = [name for name in SUMMARY_ORDER if name in present]
+    others = sorted(k for k in present - set(known) if not k.startswith("excluded"))
+    excluded = sorted(k for k in present if k.startswith("excluded"))
+    return ["club_id", "sku", *(known or ["charge"]), *others, *excluded]
+
+
+def _breaker_line(verdict: dict[str, Any]) -> str:
+    if not verdict.get("cancellations"):
+        return "cancellation breaker: no cancellation due"
+    said = (
+        f"cancellation breaker: {verdict['cancellations']} cancellation(s) of"
+        f" {verdict['due']} due, limit {verdict['limit']}: "
+    )
+    if verdict.get("held"):
+        return said + "HELD, none carried out (review, then release-cancellations)"
+    return said + "within the limit, carried out"
 
 
 def cmd_forecast(args, stdin, out) -> int:
@@ -269,22 +293,27 @@ def cmd_forecast(args, stdin, out) -> int:
     at = args.at or forecast.next_run(now)
     pending_timeout, retry_window = _config()
     result = forecast.compute(
-        SqlAlchemyUnitOfWork(), SqlAlchemyUnitOfWork(), at, pending_timeout, retry_window, True
+        SqlAlchemyUnitOfWork(),
+        SqlAlchemyUnitOfWork(),
+        at,
+        pending_timeout,
+        retry_window,
+        True,
+        billing.Breaker.configured(settings.get()),
     )
     if args.store:
         confirm(args, f"store the forecast of the run at {at}", stdin, out)
-        forecast.store(SqlAlchemyUnitOfWork(), result, now)
+        forecast_runs.store(SqlAlchemyUnitOfWork(), result, now)
     lines = result.lines
     if args.club is not None:
         lines = [line for line in lines if line.club_id == args.club]
     data = result.to_dict(details=True)
     data["details"] = [line.row() for line in lines]
-    excluded = sorted({k for row in result.summary for k in row if k.startswith("excluded")})
-    columns = ["club_id", "sku", *SUMMARY_ORDER, *excluded]
     text_ = f"the daily run at {at:%Y-%m-%d %H:%M} UTC, assuming nothing happens before it\n"
-    text_ += table(result.summary, columns)
+    text_ += table(result.summary, _summary_columns(result.summary))
     settled = ", ".join(f"{k} {v}" for k, v in sorted(result.settled.items())) or "none"
     text_ += f"\nalready settled this period (nothing to do): {settled}"
+    text_ += "\n" + _breaker_line(result.breaker)
     if args.details or args.club is not None:
         text_ += "\n\n" + table(
             [line.row() for line in lines],
@@ -421,6 +450,8 @@ MONTH_COLUMNS = [
     "refused",
     "platform_errors",
     "cancelled",
+    "held",
+    "club_changes",
     "webhooks",
     "duplicate_webhooks",
     "forecast_agreed",

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 
 from domain.billing import CardReport
 from domain.charges import Charge, ChargeState, ChargeTarget
-from domain.forecast import Inputs, Line
+from domain.forecast_model import ClubChangeTaking, Inputs, Line
 from repositories.charges import _COLUMNS, schedule_of
 
 _CHARGE_COLUMNS = [c.strip() for c in _COLUMNS.split(",")]
@@ -65,6 +65,38 @@ _CARDS = text(
     "SELECT customer_store_id, reason, reported_at FROM card_unavailable"
     " WHERE customer_store_id IN :ids"
 ).bindparams(bindparam("ids", expanding=True))
+
+# Members' club changes the run at :at acts on (domain/forecast_changes.py): not
+# cancelled, in effect at :at, and either since the previous run (:since) or not yet
+# recorded by any run. Both subscriptions' clubs, SKUs, schedules and anchors; the old
+# one's unpaid periods (what the sweep abandons). The partial indexes of revision 0009.
+_CLUB_CHANGES = text(
+    """
+    SELECT cc.id, cc.subscription_id, cc.club_id, cc.target_subscription_id,
+           cc.target_club_id, cc.effective_at, cc.reactivated,
+           cc.applied_recorded_at IS NULL AS unrecorded,
+           oc.store_sku AS sku, tc.store_sku AS target_sku,
+           s.create_date AS started, t.create_date AS target_started,
+           obs.interval AS o_interval, obs.anniversary AS o_anniversary,
+           obs.changed_at AS o_changed_at, obs.previous_interval AS o_previous_interval,
+           obs.previous_anniversary AS o_previous_anniversary,
+           tbs.interval AS t_interval, tbs.anniversary AS t_anniversary,
+           tbs.changed_at AS t_changed_at, tbs.previous_interval AS t_previous_interval,
+           tbs.previous_anniversary AS t_previous_anniversary,
+           ARRAY(SELECT ch.period FROM charge ch WHERE ch.subscription_id = cc.subscription_id
+                 AND ch.state IN ('failed', 'error') ORDER BY ch.period) AS unpaid
+    FROM club_change cc
+    LEFT JOIN subscription s ON s.id = cc.subscription_id
+    LEFT JOIN subscription t ON t.id = cc.target_subscription_id
+    LEFT JOIN club oc ON oc.id = cc.club_id
+    LEFT JOIN club tc ON tc.id = cc.target_club_id
+    LEFT JOIN billing_schedule obs ON obs.club_id = cc.club_id
+    LEFT JOIN billing_schedule tbs ON tbs.club_id = cc.target_club_id
+    WHERE cc.state = 'scheduled' AND cc.effective_at <= :at
+      AND (cc.effective_at > :since OR cc.applied_recorded_at IS NULL)
+    ORDER BY cc.effective_at, cc.id
+    """
+)
 
 # Details are kept five weeks (a million rows a day); the per-club summaries stay.
 KEEP_DETAILS_DAYS = 35
@@ -132,6 +164,43 @@ class SqlAlchemyForecastRepository:
                 report = CardReport(row.customer_store_id, row.reason, row.reported_at)
                 for subscription_id in customers[row.customer_store_id]:
                     found[subscription_id] = found[subscription_id].with_card(report)
+        return found
+
+    def club_changes(self, at: datetime, since: datetime) -> list[ClubChangeTaking]:
+        """Members' club changes the run at `at` acts on (see _CLUB_CHANGES)."""
+        found = []
+        for row in self.connection.execute(_CLUB_CHANGES, {"at": at, "since": since}):
+            found.append(
+                ClubChangeTaking(
+                    id=row.id,
+                    subscription_id=row.subscription_id,
+                    club_id=row.club_id,
+                    sku=row.sku,
+                    schedule=schedule_of(
+                        row.o_interval,
+                        row.o_anniversary,
+                        row.o_changed_at,
+                        row.o_previous_interval,
+                        row.o_previous_anniversary,
+                    ),
+                    started=row.started,
+                    target_subscription_id=row.target_subscription_id,
+                    target_club_id=row.target_club_id,
+                    target_sku=row.target_sku,
+                    target_schedule=schedule_of(
+                        row.t_interval,
+                        row.t_anniversary,
+                        row.t_changed_at,
+                        row.t_previous_interval,
+                        row.t_previous_anniversary,
+                    ),
+                    target_started=row.target_started,
+                    effective_at=row.effective_at,
+                    reactivated=bool(row.reactivated),
+                    unrecorded=bool(row.unrecorded),
+                    unpaid=tuple(row.unpaid or ()),
+                )
+            )
         return found
 
     def store(
@@ -213,12 +282,19 @@ class SqlAlchemyForecastRepository:
 
     def actual(self, since: datetime, until: datetime) -> list[tuple[str, str, str, int]]:
         """(subscription, period, audit action, attempt) the billing run wrote in [since,
-        until): its charge attempts and its cancellations."""
+        until): its charge attempts, its cancellations and those its breaker held. A
+        cancellation an operator released (then carried out by the worker, audited as
+        the run's) is the operator's doing, not the run's."""
         rows = self.connection.execute(
             text(
-                "SELECT subscription_id, period, action, details FROM billing_audit"
-                " WHERE actor = 'billing-run' AND action IN ('charge_attempt', 'cancellation')"
-                " AND occurred_at >= :since AND occurred_at < :until"
+                "SELECT a.subscription_id, a.period, a.action, a.details FROM billing_audit a"
+                " WHERE a.actor = 'billing-run'"
+                " AND a.action IN ('charge_attempt', 'cancellation', 'cancellation_held')"
+                " AND a.occurred_at >= :since AND a.occurred_at < :until"
+                " AND NOT (a.action = 'cancellation' AND EXISTS (SELECT 1 FROM billing_audit r"
+                "  WHERE r.action = 'cancellation_released' AND r.subscription_id ="
+                "  a.subscription_id AND r.period = a.period AND r.occurred_at <= a.occurred_at"
+                "  AND r.occurred_at >= :since))"
             ),
             {"since": since, "until": until},
         )

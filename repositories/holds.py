@@ -11,8 +11,9 @@ _HOLD = text(
     """
     INSERT INTO billing_hold (subscription_id, period, reason, held_at)
     VALUES (:subscription_id, :period, :reason, :now)
-    ON CONFLICT (subscription_id, period) WHERE released_at IS NULL DO NOTHING
-    RETURNING id
+    ON CONFLICT (subscription_id, period) WHERE released_at IS NULL
+    DO UPDATE SET held_at = EXCLUDED.held_at, reason = EXCLUDED.reason
+    RETURNING (xmax = 0) AS inserted
     """
 )
 _OPEN = text(
@@ -35,9 +36,10 @@ class SqlAlchemyHoldRepository:
         self.connection = connection
 
     def hold(self, subscription_id: str, period: str, reason: str, now: datetime) -> bool:
-        """Hold one cancellation; False when it is already held."""
+        """Hold one cancellation, dated `now`; False when it was already held (its date
+        moves to `now`: the latest run that held it)."""
         params = {"subscription_id": subscription_id, "period": period, "reason": reason}
-        return self.connection.execute(_HOLD, {**params, "now": now}).first() is not None
+        return bool(self.connection.execute(_HOLD, {**params, "now": now}).scalar())
 
     def open(self) -> list[tuple[str, str, str | None]]:
         return [tuple(row) for row in self.connection.execute(_OPEN)]
@@ -47,5 +49,6 @@ class SqlAlchemyHoldRepository:
         return sorted((tuple(row) for row in rows), key=lambda r: (r[0], r[1]))
 
     def held_at(self, at: datetime) -> bool:
-        """Whether a run planned at `at` held cancellations (released since or not)."""
+        """Whether a run planned at `at` held cancellations (released since or not; a hold
+        held again by a later run carries the later date)."""
         return bool(self.connection.execute(_HELD_AT, {"at": at}).scalar())

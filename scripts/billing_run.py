@@ -2,9 +2,10 @@
 
     python -m scripts.billing_run
 
-The same producer as the scheduled Lambda (`domain.billing.plan`) and the same worker
-(`domain.billing.settle`), but each subscription is settled in-process instead of through
-SQS. The platform, in this order:
+The same producer as the scheduled Lambda (`domain.billing.produce`, with its breaker)
+and the same worker (`domain.billing.settle`), but each subscription is settled
+in-process instead of through SQS (`domain.daily_run.run`, which the simulation runs
+too). The platform, in this order:
 
 1. ECOMM_BASE_URL when set, with ECOMM_API_KEY and ECOMM_API_SECRET (or
    ECOMM_API_SECRET_ID); when one is missing the run stops before writing anything;
@@ -31,7 +32,7 @@ import requests
 
 from adapters import secrets
 from common import clock, settings
-from domain import audit, billing, club_changes, errors, forecast
+from domain import billing, daily_run, errors
 from fake_ecommerce import server as fake
 from handlers.charge import platform
 from repositories.unit_of_work import SqlAlchemyUnitOfWork
@@ -156,45 +157,29 @@ class Progress:
 
 
 def run(out: TextIO = sys.stdout) -> Counter[str]:
+    """The run now (domain/daily_run.py: sweep, forecast, producer with its breaker,
+    worker, comparison), each message settled in-process as it is produced."""
     config = settings.get()
-    pending_timeout = timedelta(seconds=config.charge_pending_timeout_seconds)
-    retry_window = timedelta(days=config.billing_retry_days)
-    now = clock.now()
     counts: Counter[str] = Counter({name: 0 for name in ORDER})
-    # Club-change hook: record changes whose instant passed, cancel interfered ones.
-    club_changes.sweep(SqlAlchemyUnitOfWork(), now, audit.BILLING_RUN)
-    # The run's own forecast first (after the sweep: what the run will plan), compared
-    # with what it did at the end.
-    forecast.before_run(
-        SqlAlchemyUnitOfWork(), SqlAlchemyUnitOfWork(), now, now, pending_timeout, retry_window
-    )
-    progress = Progress(billing.eligible_count(SqlAlchemyUnitOfWork(), now), out)
-    summary = billing.RunSummary()
-    breaker = billing.Breaker(
-        config.billing_max_cancellations, config.billing_max_cancellations_floor
-    )
+    progress = Progress(billing.eligible_count(SqlAlchemyUnitOfWork(), clock.now()), out)
     seen: set[str] = set()
-    produced = billing.produce(
-        SqlAlchemyUnitOfWork(), now, breaker, summary, retry_window, pending_timeout
-    )
-    for message in produced:
-        try:
-            outcome = billing.settle(
-                SqlAlchemyUnitOfWork(),
-                platform(),
-                message.subscription_id,
-                clock.now,
-                pending_timeout,
-                retry_window,
-                period=message.period,
-                step=message.step,
-            )
-            counts[outcome.value] += 1
-        except (errors.PlatformError, errors.ChargeInProgress):
-            counts["failed"] += 1
+
+    def settled(message: billing.BillingMessage, outcome: billing.Outcome | None) -> None:
+        counts[outcome.value if outcome is not None else "failed"] += 1
         if message.subscription_id not in seen:
             seen.add(message.subscription_id)
             progress.step(counts)
+
+    done = daily_run.run(
+        SqlAlchemyUnitOfWork,
+        platform(),
+        clock.now,
+        billing.Breaker.configured(config),
+        timedelta(seconds=config.charge_pending_timeout_seconds),
+        timedelta(days=config.billing_retry_days),
+        on_settled=settled,
+    )
+    summary = done.summary
     counts["already charged"] += summary.counts["succeeded"]
     counts["skipped"] += summary.counts["abandoned"] + summary.counts["in flight"]
     counts["held"] += len(summary.held)
@@ -206,8 +191,7 @@ def run(out: TextIO = sys.stdout) -> Counter[str]:
             file=sys.stderr,
         )
     progress.close()
-    comparison = forecast.compare(SqlAlchemyUnitOfWork(), now, now + timedelta(days=1), clock.now())
-    counts["forecast agreed"] = int(bool(comparison.get("agreed")))
+    counts["forecast agreed"] = int(bool(done.comparison.get("agreed")))
     return counts
 
 

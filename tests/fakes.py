@@ -400,8 +400,10 @@ class FakeHoldRepository:
         self.rows: list[list] = []
 
     def hold(self, subscription_id, period, reason, now) -> bool:
-        if any(r[0] == subscription_id and r[1] == period and r[3] is None for r in self.rows):
-            return False
+        for r in self.rows:
+            if r[0] == subscription_id and r[1] == period and r[3] is None:
+                r[2], r[4] = reason, now
+                return False
         self.rows.append([subscription_id, period, reason, None, now])
         return True
 

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import text
 
-from domain import forecast, subscriptions, webhooks
+from domain import forecast, forecast_runs, subscriptions, webhooks
 from domain.model import SubscriptionStatus
 from domain.webhooks import EventType, PlatformEvent
 from handlers import forecast as forecast_handler
@@ -103,11 +103,11 @@ def test_a_run_that_did_something_else_than_forecast_is_reported(db, now, platfo
     member = builders.subscription(db, club)
     now(NOV1)
     planned = forecast.compute(SqlAlchemyUnitOfWork(), SqlAlchemyUnitOfWork(), NOV1, *WINDOW)
-    forecast.store(SqlAlchemyUnitOfWork(), planned, NOV1)
+    forecast_runs.store(SqlAlchemyUnitOfWork(), planned, NOV1)
     # When the member is paused before the run, so the run charges nobody
     subscriptions.change_status(SqlAlchemyUnitOfWork(), member, SubscriptionStatus.PAUSED, NOV1)
     billing_run.run(io.StringIO())
-    comparison = forecast.compare(
+    comparison = forecast_runs.compare(
         SqlAlchemyUnitOfWork(), NOV1, NOV1 + timedelta(days=1), NOV1 + timedelta(hours=1)
     )
     # Then the comparison says so, naming the subscription
@@ -190,7 +190,7 @@ def test_a_declined_period_retried_after_the_next_began_is_a_line_of_its_own(db,
     billing_run.run(io.StringIO())
     # When the run of 1 December is forecast, stored, and paged one subscription at a time
     planned = forecast.compute(SqlAlchemyUnitOfWork(), SqlAlchemyUnitOfWork(), DEC1, *WINDOW)
-    forecast.store(SqlAlchemyUnitOfWork(), planned, DEC1)
+    forecast_runs.store(SqlAlchemyUnitOfWork(), planned, DEC1)
     status, body, _ = call({"at": DEC1.isoformat(), "limit": "1"})
     # Then November is retried inside its own window and December charged: two lines of
     # one subscription, both on the one page

@@ -151,6 +151,38 @@ def test_a_resumed_run_keeps_its_day_s_breaker_decision_and_queues_no_held_cance
     assert cancelled(db, subs) == 0
 
 
+def test_a_resumed_run_of_a_day_holding_earlier_holds_again_queues_no_cancellation(
+    db, now, platform, monkeypatch
+):
+    # Given 4 cancellations held by yesterday's run and never released, 2 charges due
+    subs = declined_members(db, now, platform, 4)
+    monkeypatch.setenv("BILLING_MAX_CANCELLATIONS", "0")
+    monkeypatch.setenv("BILLING_MAX_CANCELLATIONS_FLOOR", "1")
+    settings.get.cache_clear()
+    day = FIRST_RUN + timedelta(days=6)
+    now(day)
+    billing_run.run(io.StringIO())
+    due = [builders.subscription(db, builders.club(db)) for _ in range(2)]
+    sent = []
+
+    class Queue:
+        def send(self, messages):
+            sent.extend(messages)
+
+    # When the next day's scheduled run is cut off after its first subscriptions, then
+    # resumed (the breaker decided by the first invocation: held again)
+    nextday = day + timedelta(days=1)
+    now(nextday)
+    first = run_handler.run(Queue(), nextday, Deadline(2), check_every=1, checkpoint_every=1)
+    assert first.status == "paused"
+    second = run_handler.run(Queue(), nextday + timedelta(minutes=15), check_every=1)
+    # Then neither invocation queued a cancellation; every charge due was queued
+    assert second.status == "finished"
+    assert [m for m in sent if m.step == billing.Step.CANCEL] == []
+    assert sorted(m.subscription_id for m in sent if m.step == billing.Step.CHARGE) == sorted(due)
+    assert cancelled(db, subs) == 0
+
+
 def test_below_the_limit_the_resumable_run_queues_the_cancellations(db, now, platform):
     # Given 2 cancellations due and the default breaker (floor 25)
     declined_members(db, now, platform, 2)

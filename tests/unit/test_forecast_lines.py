@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from domain import billing, forecast
+from domain import billing, forecast, forecast_changes, schedules
 from domain.billing import BillingMessage, Step
 from domain.charges import Charge, ChargeState, ChargeTarget
 
@@ -60,3 +60,40 @@ def test_cancellations_say_why_and_abandons_cancel_nobody():
     assert forecast.line_for(card, inputs(), RUN, WINDOW).action == "cancel: card unavailable"
     assert forecast.line_for(window, inputs(), RUN, WINDOW).action == "cancel: window closing"
     assert forecast.line_for(abandon, inputs(), RUN, WINDOW).action == "abandon"
+
+
+def change(reactivated: bool = False, unrecorded: bool = True) -> forecast.ClubChangeTaking:
+    return forecast.ClubChangeTaking(
+        "chg-1", "sub-1", 7, 1001, schedules.DEFAULT, datetime(2026, 5, 3),
+        "sub-2", 8, 2002, schedules.DEFAULT, datetime(2026, 4, 1),
+        datetime(2026, 12, 1), reactivated, unrecorded, ("2026-11",),
+    )  # fmt: skip
+
+
+def test_a_club_change_labels_the_target_s_first_charge_and_reports_the_member_leaving():
+    # Given the run's charge line of the target subscription's first period
+    planned = forecast.Line("sub-2", 8, 2002, "2026-12", "charge", 1, 5)
+    # When the forecast names what the plan does because of the change
+    labelled = forecast_changes.label(planned, change())
+    added = forecast_changes.lines([change()], {("sub-2", "2026-12")}, {})
+    # Then the charge is the change's, and the member leaves club 7 unpaid November abandoned
+    assert labelled.reason.startswith("club change from club 7 (new subscription")
+    assert labelled.also_counted_as() == "club change: joins"
+    (left,) = added
+    assert (left.subscription_id, left.club_id, left.sku, left.period, left.action) == (
+        "sub-1", 7, 1001, "2026-12", "club change: leaves",
+    )  # fmt: skip
+    assert "unpaid 2026-11 abandoned, nobody cancelled" in left.reason
+
+
+def test_a_reactivated_member_whose_first_period_is_already_charged_joins_without_a_charge():
+    # When the plan looked at the target subscription and found its period already paid
+    added = forecast_changes.lines(
+        [change(reactivated=True, unrecorded=False)], set(), {"sub-2": ChargeState.SUCCEEDED}
+    )
+    # Then the forecast says it joins, and why nothing is charged
+    joins = next(line for line in added if line.subscription_id == "sub-2")
+    assert (joins.action, joins.period) == ("club change: joins", "2026-12")
+    assert joins.reason.endswith("its first period is already charged")
+    leaves = next(line for line in added if line.subscription_id == "sub-1")
+    assert "abandoned" not in leaves.reason  # a run already recorded the change
