@@ -216,17 +216,21 @@ def compute(
     pending_timeout: timedelta,
     retry_window: timedelta = billing.DEFAULT_RETRY_WINDOW,
     excluded: bool = False,
+    messages: bool = True,
 ) -> Forecast:
     """The forecast of the run at `at`; `excluded` also counts, per club, the members the
-    run will not look at and why (a scan of subscription_now: not for the run itself)."""
+    run will not look at and why (a scan of subscription_now: not for the run itself).
+    `messages=False`: the plan's messages are not kept (only a local run settles them; at
+    a million they would double what the lines hold in memory)."""
     found: list[Line] = []
     settled: Counter[str] = Counter()
-    messages: list[billing.BillingMessage] = []
+    kept: list[billing.BillingMessage] = []
     for item in lines(uow, reader, at, pending_timeout, retry_window):
         if isinstance(item, Line):
             found.append(item)
         elif isinstance(item, billing.BillingMessage):
-            messages.append(item)
+            if messages:
+                kept.append(item)
         else:
             settled[str(item.settled_as) if item.settled_as else "in flight"] += 1
     found.sort(key=lambda line: line.subscription_id)
@@ -234,7 +238,7 @@ def compute(
     if excluded:
         with reader:
             left_out = reader.forecasts.excluded(at)
-    return Forecast(at, found, summarize(found, left_out), dict(settled), messages)
+    return Forecast(at, found, summarize(found, left_out), dict(settled), kept)
 
 
 def store(uow: UnitOfWork, forecast: Forecast, computed_at: datetime) -> None:
@@ -306,7 +310,7 @@ def before_run(
     with uow:
         if uow.forecasts.stored(run_at) is not None:
             return False
-    store(uow, compute(uow, reader, run_at, pending_timeout, retry_window), now)
+    store(uow, compute(uow, reader, run_at, pending_timeout, retry_window, messages=False), now)
     return True
 
 
@@ -340,7 +344,7 @@ def answer(
                 if len({line.subscription_id for line in page}) == limit
                 else None,
             }
-    computed = compute(uow, reader, at, pending_timeout, retry_window, True)
+    computed = compute(uow, reader, at, pending_timeout, retry_window, True, messages=False)
     wanted = [
         line
         for line in computed.lines
@@ -370,6 +374,8 @@ def prepare(
     retry_window: timedelta = billing.DEFAULT_RETRY_WINDOW,
 ) -> Forecast:
     """Store the forecast of the next daily run (the endpoint then reads it)."""
-    upcoming = compute(uow, reader, next_run(now), pending_timeout, retry_window, True)
+    upcoming = compute(
+        uow, reader, next_run(now), pending_timeout, retry_window, True, messages=False
+    )
     store(uow, upcoming, now)
     return upcoming
