@@ -452,7 +452,11 @@ def settle(
         if charges.not_eligible_reason(target):
             return Outcome.SKIPPED
         card = uow.billing.card_unavailable(target.customer_id, target.started)
-        latest_paid = uow.charges.latest_paid(subscription_id)
+        latest_paid = None
+        closed = ledger is not None and ledger.state == FAILED
+        if closed and window_closed(ledger, now, retry_window):
+            # Only a declined period whose window closed asks it (decide, _settle_cancel).
+            latest_paid = uow.charges.latest_paid(subscription_id)
     if step == Step.ABANDON:
         return _abandon(uow, target, key, ledger, now, current)
     if step == Step.CANCEL:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, func, or_, select, text, tuple_, union
+from sqlalchemy import func, or_, select, text, tuple_, union
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
@@ -30,6 +30,20 @@ _OPEN_LEDGER = text(
            OR (subscription_id, period) IN (
                SELECT * FROM unnest(CAST(:subs AS varchar[]), CAST(:periods AS varchar[]))))
     """
+)
+# Built once: every successful charge clears (most often, finds no) card report.
+_CLEAR_CARD_REPORT = text(
+    """
+    DELETE FROM card_unavailable
+    WHERE customer_store_id = (SELECT customer_store_id FROM subscription
+                               WHERE id = :subscription_id)
+      AND reported_at <= :now
+    RETURNING customer_store_id
+    """
+)
+_CARD_REPORT = text(
+    "SELECT customer_store_id, reason, reported_at FROM card_unavailable"
+    " WHERE customer_store_id = :customer"
 )
 _CARD_REPORTS = text(
     """
@@ -142,9 +156,7 @@ class SqlAlchemyBillingRepository:
         `created` (reports apply to subscriptions created before them)."""
         if not customer_id:
             return None
-        row = self.connection.execute(
-            select(CardUnavailable).where(CardUnavailable.customer_store_id == customer_id)
-        ).one_or_none()
+        row = self.connection.execute(_CARD_REPORT, {"customer": customer_id}).one_or_none()
         if row is None or (created is not None and row.reported_at < created):
             return None
         return CardReport(row.customer_store_id, row.reason, row.reported_at)
@@ -190,16 +202,8 @@ class SqlAlchemyBillingRepository:
     def clear_card_report(self, subscription_id: str, now: datetime) -> str | None:
         """A successful charge clears its customer's earlier card report; returns the
         customer whose report was cleared."""
-        customer = (
-            select(Subscription.customer_store_id)
-            .where(Subscription.id == subscription_id)
-            .scalar_subquery()
-        )
         return self.connection.scalar(
-            delete(CardUnavailable)
-            .where(CardUnavailable.customer_store_id == customer)
-            .where(CardUnavailable.reported_at <= now)
-            .returning(CardUnavailable.customer_store_id)
+            _CLEAR_CARD_REPORT, {"subscription_id": subscription_id, "now": now}
         )
 
     def report_card_unavailable(self, report: CardReport, event_id: str) -> None:
