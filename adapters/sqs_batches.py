@@ -23,12 +23,15 @@ class SqsBatchQueue:
     # What one message is, for the error ("billing message", "promo announcement").
     noun = "message"
 
-    def __init__(self, queue_url: str, client: Any = None) -> None:
+    def __init__(self, queue_url: str, client: Any = None, connections: int = 10) -> None:
         if client is None:
             # Imported here: only the functions that queue pay for boto3.
             import boto3
+            from botocore.config import Config
 
-            client = boto3.client("sqs")
+            # One HTTP connection per thread sending at once (botocore keeps 10).
+            config = Config(max_pool_connections=max(10, connections))
+            client = boto3.client("sqs", config=config)
         self.queue_url = queue_url
         self.client = client
 

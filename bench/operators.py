@@ -24,6 +24,8 @@ TIMELINE = "SELECT * FROM member_timeline WHERE subscription_id = %s ORDER BY at
 # Subscriptions x months. Six months of 10,000 would take about six times the one month
 # reported (25 minutes on the shared 2-core machine): OPS_BENCH_SIMULATIONS=10000x6 runs it.
 SIMULATIONS = ((1_000, 6), (10_000, 1))
+# The empty, migrated database each simulation's sandbox is copied from.
+SOURCE = "beerclub_bench_sim_source"
 
 
 def _simulations() -> tuple[tuple[int, int], ...]:
@@ -71,7 +73,7 @@ def simulations(admin_url: str, migrate, log) -> list[dict]:
     from ops import simulation
     from scripts import devdb
 
-    source = devdb.ensure_database(admin_url, "beerclub_bench_sim_source")
+    source = devdb.ensure_database(admin_url, SOURCE)
     migrate(source)
     found = []
     for subscriptions, months in _simulations():

@@ -214,6 +214,7 @@ def plan(
     pending_timeout: timedelta = DEFAULT_PENDING_TIMEOUT,
     after: str | None = None,
     in_order: bool = False,
+    cancellable_only: bool = False,
 ) -> Iterator[Planned]:
     """Stream every eligible subscription with what its periods still need.
 
@@ -221,11 +222,15 @@ def plan(
     ledger (current and unsettled periods) and card reports are read once per chunk:
     memory stays bounded by the chunk, not the set. `in_order`: by subscription id, from
     after `after` (the run's checkpoint). Several messages of one subscription come
-    together, each Planned naming the subscription.
+    together, each Planned naming the subscription. `cancellable_only`: only the
+    subscriptions `decide` could cancel (a card report, or a declined period whose window
+    closed); the others' plans hold no cancellation.
     """
     with uow:
-        ordered = {"after": after, "in_order": True} if in_order or after else {}
-        for rows in uow.billing.eligible(now, SHIPPING_CLUB_STATUSES, chunk, **ordered):
+        options: dict = {"after": after, "in_order": True} if in_order or after else {}
+        if cancellable_only:
+            options["declined_before"] = now - retry_window
+        for rows in uow.billing.eligible(now, SHIPPING_CLUB_STATUSES, chunk, **options):
             periods = {
                 row.subscription_id: schedules.period_in_effect(row.schedule, now, row.started)
                 for row in rows
@@ -342,12 +347,31 @@ def weigh_cancellations(
     pending_timeout: timedelta = DEFAULT_PENDING_TIMEOUT,
 ) -> bool:
     """The breaker of a resumable run, decided once over the whole due set before anything
-    is queued: plans every eligible subscription at `now` (queueing nothing), counts the
-    due set and the cancellations it would cause, and above the breaker's limit holds them
-    all (billing_hold, held at `now`, audited). True when the run's cancellations are held;
-    the run then queues none of them (`held_at`)."""
-    for _message in produce(uow, now, breaker, summary, retry_window, pending_timeout):
-        pass
+    is queued: counts the due set (every eligible subscription, as `produce` counts it) and
+    the cancellations a plan at `now` would cause, queueing nothing, and above the
+    breaker's limit holds them all (billing_hold, held at `now`, audited). True when the
+    run's cancellations are held; the run then queues none of them (`held_at`).
+
+    `decide` cancels only a subscription with a card report or a declined period whose
+    window closed, so only those are planned here: the same decisions as a plan of the
+    whole set, without planning the million others (the run plans them once, queueing)."""
+    summary.due = eligible_count(uow, now)
+    cancellations = [
+        planned.message
+        for planned in plan(
+            uow,
+            now,
+            retry_window=retry_window,
+            pending_timeout=pending_timeout,
+            cancellable_only=True,
+        )
+        if planned.message is not None and planned.message.step == Step.CANCEL
+    ]
+    summary.limit = breaker.limit(summary.due)
+    if len(cancellations) > summary.limit:
+        hold(uow, cancellations, now)
+        summary.held = cancellations
+        summary.counts["held"] += len(cancellations)
     return bool(summary.held)
 
 
@@ -452,7 +476,11 @@ def settle(
         if charges.not_eligible_reason(target):
             return Outcome.SKIPPED
         card = uow.billing.card_unavailable(target.customer_id, target.started)
-        latest_paid = uow.charges.latest_paid(subscription_id)
+        latest_paid = None
+        closed = ledger is not None and ledger.state == FAILED
+        if closed and window_closed(ledger, now, retry_window):
+            # Only a declined period whose window closed asks it (decide, _settle_cancel).
+            latest_paid = uow.charges.latest_paid(subscription_id)
     if step == Step.ABANDON:
         return _abandon(uow, target, key, ledger, now, current)
     if step == Step.CANCEL:

@@ -166,9 +166,11 @@ class BillingRepository(Protocol):
         chunk: int,
         after: str | None = None,
         in_order: bool = False,
+        declined_before: datetime | None = None,
     ) -> Iterator[list[Candidate]]:
         """Eligible subscriptions with their schedule, streamed `chunk` rows at a time
-        (`in_order`: by id, after `after`)."""
+        (`in_order`: by id, after `after`; `declined_before`: only those with a failed
+        period first declined before it, or a card report that applies)."""
         ...
 
     def count_eligible(self, at: datetime, club_statuses: Iterable[int]) -> int: ...

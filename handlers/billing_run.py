@@ -47,7 +47,9 @@ from domain.billing_runs import RunState, run_date_for
 from repositories.billing_runs import SqlAlchemyBillingRunRepository
 from repositories.unit_of_work import SqlAlchemyUnitOfWork
 
-SENDERS = 8
+# SendMessageBatch calls in flight at once: at SQS's ~20 ms a call, 16 queue a million
+# subscriptions' 41,000 batches in under a minute (8 took two).
+SENDERS = 16
 # Subscriptions planned between two checkpoints.
 CHECKPOINT_EVERY = 20_000
 # Stop planning when less than this is left of the invocation: time to drain the batches
@@ -375,7 +377,8 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     config = settings.get()
     if not config.billing_queue_url:
         raise RuntimeError("BILLING_QUEUE_URL is not configured")
-    result = run(SqsBillingQueue(config.billing_queue_url), clock.now(), _time_left(context))
+    queue = SqsBillingQueue(config.billing_queue_url, connections=SENDERS)
+    result = run(queue, clock.now(), _time_left(context))
     logger.info(
         "billing run " + result.status,
         last_queued_id=result.last_queued_id,

@@ -4,9 +4,10 @@ per subscription and month, a million times, and its cost should be the platform
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 
-from sqlalchemy import DateTime, bindparam, func, select, text, update
+from sqlalchemy import DateTime, bindparam, func, select, text, union_all, update
 from sqlalchemy.engine import Connection
 
 from domain import schedules
@@ -137,6 +138,25 @@ _ANOMALY = text(
 )
 
 
+# Two index lookups (the row's own request id, its attempts' ids): an OR of the two made
+# PostgreSQL scan the whole ledger for every webhook.
+_REQUEST_ID = bindparam("request_id")
+_SENT = ChargeRow.__table__.alias("sent")
+_BY_REQUEST_ID = (
+    select(*_ROW)
+    .where(
+        ChargeRow.id.in_(
+            union_all(
+                select(_SENT.c.id).where(_SENT.c.request_id == _REQUEST_ID),
+                select(ChargeAttempt.charge_id).where(ChargeAttempt.request_id == _REQUEST_ID),
+            )
+        )
+    )
+    .limit(1)
+)
+_BY_REQUEST_ID_LOCKED = _BY_REQUEST_ID.with_for_update(of=ChargeRow)
+
+
 def _interval(interval: str | None) -> schedules.Interval:
     try:
         return schedules.Interval(interval) if interval else schedules.Interval.MONTHLY
@@ -144,6 +164,7 @@ def _interval(interval: str | None) -> schedules.Interval:
         return schedules.Interval.MONTHLY
 
 
+@functools.lru_cache(maxsize=4096)
 def schedule_of(
     interval: str | None,
     anniversary: bool | None,
@@ -151,7 +172,8 @@ def schedule_of(
     previous_interval: str | None = None,
     previous_anniversary: bool | None = None,
 ) -> schedules.Schedule:
-    """A schedule row's values as the domain's Schedule (no row: the default)."""
+    """A schedule row's values as the domain's Schedule (no row: the default). Cached: a
+    run builds one per eligible subscription from a thousand clubs' rows."""
     previous = schedules.Schedule(_interval(previous_interval), bool(previous_anniversary))
     return schedules.Schedule(_interval(interval), bool(anniversary), changed_at, previous)
 
@@ -252,15 +274,8 @@ class SqlAlchemyChargeRepository:
 
     def find_by_request_id(self, request_id: str, *, lock: bool = True) -> Charge | None:
         """The ledger row of an order we sent, by any request id one of its attempts used."""
-        stmt = select(*_ROW).where(
-            (ChargeRow.request_id == request_id)
-            | ChargeRow.id.in_(
-                select(ChargeAttempt.charge_id).where(ChargeAttempt.request_id == request_id)
-            )
-        )
-        if lock:
-            stmt = stmt.with_for_update(of=ChargeRow)
-        row = self.connection.execute(stmt.limit(1)).first()
+        statement = _BY_REQUEST_ID_LOCKED if lock else _BY_REQUEST_ID
+        row = self.connection.execute(statement, {"request_id": request_id}).first()
         return _charge(row) if row else None
 
     def transition(

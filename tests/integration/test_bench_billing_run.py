@@ -36,6 +36,24 @@ def test_the_benchmark_plans_and_queues_every_eligible_subscription(small_datase
     assert result["planned"] == result["queued"] > 0
     assert result["batches"] == -(-result["queued"] // 10)
     assert result["most_concurrent"] == 4
+    # And the forecast step stores one line per message the run queues
+    forecast_run = subprocess.run(
+        [sys.executable, "-m", "bench.billing_run", small_dataset.url, "--forecast"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    stored = json.loads(forecast_run.stdout.strip().splitlines()[-1])
+    assert stored["lines"] == result["queued"]
+    assert any(
+        f"{stored['lines']:,} lines" in line
+        for line in billing_run.report_lines(
+            {"forecast": stored, "runs": [result, result]}, 400, {}
+        )
+    )
     # And the report states the figure and the verdict
     # (the run shares this test process, whose peak RSS is the whole suite's: the verdict
     # is checked on the run's figures with a memory figure on each side of the goal)

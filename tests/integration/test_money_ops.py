@@ -202,6 +202,78 @@ def test_below_the_limit_the_resumable_run_queues_the_cancellations(db, now, pla
     assert builders.count(db, "billing_hold") == 0
 
 
+def card_reported_members(db, now, count: int) -> list[str]:
+    """`count` members whose cards the platform reported unavailable before the run."""
+    from domain import webhooks
+    from domain.webhooks import EventType, PlatformEvent
+    from repositories.unit_of_work import SqlAlchemyUnitOfWork
+
+    club = builders.club(db)
+    subs = []
+    for n in range(count):
+        customer = f"carded-{n}-{builders.unique_customer()}"
+        subs.append(builders.subscription(db, club, customer=customer))
+        webhooks.receive(
+            SqlAlchemyUnitOfWork(),
+            PlatformEvent(
+                f"evt-card-{customer}",
+                EventType.CARD_UNAVAILABLE,
+                customer_id=customer,
+                reason="expired",
+            ),
+            FIRST_RUN - timedelta(hours=1),
+        )
+    return subs
+
+
+class Recorded:
+    def __init__(self) -> None:
+        self.sent: list = []
+
+    def send(self, messages) -> None:
+        self.sent.extend(messages)
+
+
+def test_the_resumable_run_s_breaker_weighs_card_report_cancellations(
+    db, now, platform, monkeypatch
+):
+    # Given 3 members whose cards were reported unavailable, and a breaker allowing 1
+    now(FIRST_RUN - timedelta(days=1))
+    card_reported_members(db, now, 3)
+    monkeypatch.setenv("BILLING_MAX_CANCELLATIONS", "0")
+    monkeypatch.setenv("BILLING_MAX_CANCELLATIONS_FLOOR", "1")
+    settings.get.cache_clear()
+    queue = Recorded()
+    # When the scheduled run runs
+    result = run_handler.run(queue, FIRST_RUN)
+    # Then the three cancellations are held, none queued
+    assert result.counts["held"] == 3
+    assert [m for m in queue.sent if m.step == billing.Step.CANCEL] == []
+    assert builders.count(db, "billing_hold", "released_at IS NULL") == 3
+
+
+def test_the_resumable_run_s_breaker_limit_counts_every_member_due(db, now, platform, monkeypatch):
+    # Given 3 cancellations due (card reports) among 6 members due, and a breaker allowing
+    # half the due set (3: the cancellations are within it)
+    now(FIRST_RUN - timedelta(days=1))
+    card_reported_members(db, now, 3)
+    club = builders.club(db)
+    charged = [builders.subscription(db, club) for _ in range(3)]
+    monkeypatch.setenv("BILLING_MAX_CANCELLATIONS", "0.5")
+    monkeypatch.setenv("BILLING_MAX_CANCELLATIONS_FLOOR", "1")
+    settings.get.cache_clear()
+    queue = Recorded()
+    # When the scheduled run runs
+    result = run_handler.run(queue, FIRST_RUN)
+    # Then nothing is held: the three cancellations and the three charges are queued
+    assert result.counts["held"] == 0
+    assert len([m for m in queue.sent if m.step == billing.Step.CANCEL]) == 3
+    assert sorted(m.subscription_id for m in queue.sent if m.step == billing.Step.CHARGE) == (
+        sorted(charged)
+    )
+    assert builders.count(db, "billing_hold") == 0
+
+
 def post(sub: str, request_id: str):
     event = api_event(
         "POST", "/subscription/{id}/charge/{request_id}", {"id": sub, "request_id": request_id}
