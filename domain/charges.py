@@ -199,17 +199,23 @@ def _claim(
     pending_timeout: timedelta,
 ) -> Charge | ChargeResult:
     """The ledger row to call out with, or the recorded charge to replay."""
-    ledger = uow.charges.find_for_update(target.subscription_id, period.key)
-    if ledger is None:
-        _require_eligible(target)
-        claim_request_id(uow, request_id, subject(target.subscription_id, period.key), now)
+    if not_eligible_reason(target) is None:
+        # The period's first attempt (the common case) in one statement: its row and
+        # attempt, or nothing when the period has a row. Its request id is claimed in the
+        # same transaction: a conflict raises, and the row is rolled back with it.
         created = uow.charges.create_pending(
             target, period.key, request_id, now, billing_date=period.billing_date
         )
         if created is not None:
+            claim_request_id(uow, request_id, subject(target.subscription_id, period.key), now)
             return created
-        # A concurrent request inserted the row first: judge what it committed.
-        ledger = uow.charges.find_for_update(target.subscription_id, period.key)
+    # The period has a row (a retry, a replay, or a concurrent request that inserted it
+    # first: judge what it committed), or the subscription is not eligible.
+    ledger = uow.charges.find_for_update(target.subscription_id, period.key)
+    if ledger is None:
+        _require_eligible(target)
+        # Eligible, yet the row we collided with is gone: whoever removed it holds it.
+        raise errors.ChargeInProgress(target.subscription_id, period.key)
     if ledger.state == ChargeState.SUCCEEDED:
         return ChargeResult(ledger)
     if ledger.state == ChargeState.ABANDONED:

@@ -178,6 +178,8 @@ class FakeChargeRepository:
         return self.rows.get((subscription_id, period))
 
     def create_pending(self, target, period, request_id, now, billing_date=None):
+        if (target.subscription_id, period) in self.rows:
+            return None  # as ON CONFLICT (subscription_id, period) DO NOTHING
         charge = Charge(
             len(self.rows) + 1,
             target.subscription_id,
