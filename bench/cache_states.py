@@ -282,9 +282,10 @@ def series_after_bulk(url: str, eligibility: Eligibility, log, status: int = 1) 
     return {"rows": rows, "steady_after_s": steady_s, "listings": listings}
 
 
-def trigger_overhead(url: str, rounds: int = 2) -> dict:
+def trigger_overhead(url: str, rounds: int = 1) -> dict:
     """One INSERT of a row for every subscription, with and without the triggers, each
-    rolled back (taking turns)."""
+    rolled back (taking turns). One round by default: each statement takes about 50 s at a
+    million on the bench machine, and four of them were a quarter of `make bench`."""
     times: dict[str, list[float]] = {"with_s": [], "without_s": []}
     conn = data.connect(url)
     try:
