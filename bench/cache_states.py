@@ -540,8 +540,13 @@ def markdown(result: dict, verdict) -> tuple[str, dict[str, bool]]:
             )
         lines.append("")
     lines += [
-        f"Triggers on one statement writing {t['rows']:,} history rows (rolled back; best of"
-        f" {len(t['all']['with_s'])}): {_s(t['with_s'])} with, {_s(t['without_s'])} without:"
+        f"Triggers on one statement writing {t['rows']:,} history rows (rolled back; "
+        + (
+            f"best of {len(t['all']['with_s'])}"
+            if len(t["all"]["with_s"]) > 1
+            else "one statement each, taking turns"
+        )
+        + f"): {_s(t['with_s'])} with, {_s(t['without_s'])} without:"
         f" overhead {t['overhead']:.2f}.",
         "",
     ]
