@@ -11,6 +11,7 @@ from sqlalchemy import create_engine, text
 
 from ops import simulation
 from ops.__main__ import main
+from repositories import database
 
 SCENARIO = {
     "seed": 3,
@@ -30,6 +31,10 @@ SCENARIO = {
 
 @pytest.fixture
 def sandbox(database_url, clean_db):
+    # The test's own pooled connections closed first: with no session on the source, the
+    # copy is a CREATE DATABASE ... TEMPLATE (its dump-and-restore fallback took 5 s).
+    clean_db.dispose()
+    database.reset()
     url = simulation.copy(database_url)
     yield url
     simulation.drop(url)
