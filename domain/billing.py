@@ -328,10 +328,7 @@ def produce(
         if message is not None:
             summary.counts["queued"] += 1
             yield message
-    if breaker.trips(summary):
-        hold(uow, summary.cancellations, now)
-        summary.held = list(summary.cancellations)
-        summary.counts["held"] += len(summary.held)
+    if _hold_if_tripped(uow, breaker, summary, now):
         return
     for message in summary.cancellations:
         summary.counts["queued"] += 1
@@ -356,7 +353,7 @@ def weigh_cancellations(
     window closed, so only those are planned here: the same decisions as a plan of the
     whole set, without planning the million others (the run plans them once, queueing)."""
     summary.due = eligible_count(uow, now)
-    cancellations = [
+    summary.cancellations = [
         planned.message
         for planned in plan(
             uow,
@@ -367,12 +364,18 @@ def weigh_cancellations(
         )
         if planned.message is not None and planned.message.step == Step.CANCEL
     ]
-    summary.limit = breaker.limit(summary.due)
-    if len(cancellations) > summary.limit:
-        hold(uow, cancellations, now)
-        summary.held = cancellations
-        summary.counts["held"] += len(cancellations)
-    return bool(summary.held)
+    return _hold_if_tripped(uow, breaker, summary, now)
+
+
+def _hold_if_tripped(uow: UnitOfWork, breaker: Breaker, summary: RunSummary, now: datetime) -> bool:
+    """The breaker's one decision over the run's due set (`Breaker.trips`): above its limit
+    every cancellation the summary counted is held, and `summary.held` lists them."""
+    if not breaker.trips(summary):
+        return False
+    hold(uow, summary.cancellations, now)
+    summary.held = list(summary.cancellations)
+    summary.counts["held"] += len(summary.held)
+    return True
 
 
 def held_at(uow: UnitOfWork, planned_at: datetime) -> bool:

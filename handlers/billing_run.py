@@ -15,13 +15,14 @@ It is built to be cut off and resumed, never restarted from the top:
 - one invocation at a time holds the run (a lease); a finished run is not run again that
   day, so a retry or a second schedule tick queues nothing twice.
 The cancellation breaker (docs/money-path.md) is decided once per run day, over the
-whole due set, before anything is queued: the first invocation of the day plans every
-eligible subscription without queueing (`billing.weigh_cancellations`) and counts the
-cancellations it would cause. Above BILLING_MAX_CANCELLATIONS it holds them all
-(billing_hold, held at the run's planning instant), emits CancellationsHeld (alarmed on),
-and the stream then queues no cancellation, in this invocation or any that resumes it
-(they find the holds dated at the run's planning instant); charges and abandons are
-queued as usual. `make release-cancellations` releases them.
+whole due set, before anything is queued: the first invocation of the day counts the due
+set and plans, without queueing, the members it could cancel
+(`billing.weigh_cancellations`), counting the cancellations it would cause. Above
+BILLING_MAX_CANCELLATIONS it holds them all (billing_hold, held at the run's planning
+instant), emits CancellationsHeld (alarmed on), and the stream then queues no
+cancellation, in this invocation or any that resumes it (they find the holds dated at the
+run's planning instant); charges and abandons are queued as usual.
+`make release-cancellations` releases them.
 A message can be queued twice only when an invocation dies between SQS's acknowledgement
 and the checkpoint (at most CHECKPOINT_EVERY); the ledger charges a period once whatever
 the number of messages (`billing.settle`), so that costs a no-op delivery, never a charge.
