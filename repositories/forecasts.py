@@ -138,6 +138,20 @@ def _charge(row: Any) -> Charge:
     return Charge(**values)
 
 
+_SCHEDULE_COLUMNS = (
+    "interval",
+    "anniversary",
+    "changed_at",
+    "previous_interval",
+    "previous_anniversary",
+)
+
+
+def _schedule(row, prefix: str):
+    """The schedule of one side of a club change (`o_`: the old club, `t_`: the target)."""
+    return schedule_of(*(getattr(row, f"{prefix}_{column}") for column in _SCHEDULE_COLUMNS))
+
+
 class SqlAlchemyForecastRepository:
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
@@ -192,24 +206,12 @@ class SqlAlchemyForecastRepository:
                     subscription_id=row.subscription_id,
                     club_id=row.club_id,
                     sku=row.sku,
-                    schedule=schedule_of(
-                        row.o_interval,
-                        row.o_anniversary,
-                        row.o_changed_at,
-                        row.o_previous_interval,
-                        row.o_previous_anniversary,
-                    ),
+                    schedule=_schedule(row, "o"),
                     started=row.started,
                     target_subscription_id=row.target_subscription_id,
                     target_club_id=row.target_club_id,
                     target_sku=row.target_sku,
-                    target_schedule=schedule_of(
-                        row.t_interval,
-                        row.t_anniversary,
-                        row.t_changed_at,
-                        row.t_previous_interval,
-                        row.t_previous_anniversary,
-                    ),
+                    target_schedule=_schedule(row, "t"),
                     target_started=row.target_started,
                     effective_at=row.effective_at,
                     reactivated=bool(row.reactivated),
