@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 
-from sqlalchemy import func, or_, select, text, tuple_, union
+from sqlalchemy import ARRAY, any_, bindparam, cast, func, or_, select, text, tuple_, union
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
@@ -45,14 +45,25 @@ _CARD_REPORT = text(
     "SELECT customer_store_id, reason, reported_at FROM card_unavailable"
     " WHERE customer_store_id = :customer"
 )
-_CARD_REPORTS = text(
-    """
-    SELECT s.id, c.customer_store_id, c.reason, c.reported_at
-    FROM subscription s
-    JOIN card_unavailable c ON c.customer_store_id = s.customer_store_id
-    WHERE s.id = ANY(CAST(:ids AS varchar[]))
-      AND (s.create_date IS NULL OR s.create_date <= c.reported_at)
-    """
+# Subscriptions with the card report that applies to them: their customer's, reported
+# after they were created (or when their create_date is unknown).
+_REPORTED = (
+    select(
+        Subscription.id,
+        CardUnavailable.customer_store_id,
+        CardUnavailable.reason,
+        CardUnavailable.reported_at,
+    )
+    .join(CardUnavailable, CardUnavailable.customer_store_id == Subscription.customer_store_id)
+    .where(
+        or_(
+            Subscription.create_date.is_(None),
+            Subscription.create_date <= CardUnavailable.reported_at,
+        )
+    )
+)
+_CARD_REPORTS = _REPORTED.where(
+    Subscription.id == any_(cast(bindparam("ids"), ARRAY(Subscription.id.type)))
 )
 
 
@@ -63,17 +74,7 @@ def _cancellable(declined_before: datetime):
     declined = select(Charge.subscription_id).where(
         Charge.state == ChargeState.FAILED.value, Charge.declined_at <= declined_before
     )
-    reported = (
-        select(Subscription.id)
-        .join(CardUnavailable, CardUnavailable.customer_store_id == Subscription.customer_store_id)
-        .where(
-            or_(
-                Subscription.create_date.is_(None),
-                Subscription.create_date <= CardUnavailable.reported_at,
-            )
-        )
-    )
-    return union(declined, reported)
+    return union(declined, _REPORTED.with_only_columns(Subscription.id))
 
 
 class SqlAlchemyBillingRepository:
