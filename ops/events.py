@@ -158,7 +158,7 @@ def happen(
     for move in (m for m in scenario.club_changes if m["day"] == day):
         _move(move, at, rng, done)
     if day in scenario.releases:
-        done.released = _release(platform, at, windows)
+        done.released = _release(platform, windows)
     return done
 
 
@@ -196,21 +196,12 @@ def _club_id(club: int | str) -> int:
     return found
 
 
-def _release(platform: Ecommerce, at: datetime, windows: tuple[timedelta, timedelta]) -> int:
-    """An operator releases what the breaker holds; each is carried out by the worker's
-    rules (re-read under lock: only what is still due cancels anyone). How many did."""
-    pending_timeout, retry_window = windows
-    cancelled = 0
-    for message in billing.release_held(SqlAlchemyUnitOfWork(), at, OPERATOR):
-        outcome = billing.settle(
-            SqlAlchemyUnitOfWork(),
-            platform,
-            message.subscription_id,
-            clock.now,
-            pending_timeout,
-            retry_window,
-            period=message.period,
-            step=message.step,
-        )
-        cancelled += outcome == billing.Outcome.CANCELLED
-    return cancelled
+def _release(platform: Ecommerce, windows: tuple[timedelta, timedelta]) -> int:
+    """An operator releases what the breaker holds, as `ops release` does
+    (`operations.release_cancellations`: each carried out by the worker's rules, re-read
+    under lock, so only what is still due cancels anyone), at the simulated clock's
+    instant. How many it cancelled."""
+    released = operations.release_cancellations(
+        SqlAlchemyUnitOfWork, platform, OPERATOR, clock.now, *windows
+    )
+    return sum(outcome == billing.Outcome.CANCELLED for _, outcome in released)
