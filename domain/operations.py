@@ -186,7 +186,7 @@ def resolve_anomaly(
 
 def release_cancellations(
     new_uow: Callable[[], UnitOfWork],
-    platform: Ecommerce,
+    platform: Callable[[], Ecommerce],
     operator: str,
     clock: Callable[[], datetime],
     pending_timeout: timedelta,
@@ -195,13 +195,19 @@ def release_cancellations(
     """`billing.release_held` (audited with the operator's name), then each released
     cancellation carried out by the worker's own rules (`billing.settle` re-reads the
     ledger row under lock: only a period still declined past its window, or a card report
-    still standing, cancels anyone)."""
+    still standing, cancels anyone).
+
+    `platform` builds the client, only when something was released: with nothing held
+    this needs no platform settings."""
     released = billing.release_held(new_uow(), clock(), operator)
+    if not released:
+        return []
+    client = platform()
     done = []
     for message in released:
         outcome = billing.settle(
             new_uow(),
-            platform,
+            client,
             message.subscription_id,
             clock,
             pending_timeout,

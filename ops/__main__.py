@@ -398,7 +398,7 @@ def cmd_release_cancellations(args, stdin, out) -> int:
     confirm(args, f"release {len(held)} held cancellation(s) and carry them out", stdin, out)
     pending_timeout, retry_window = _config()
     done = operations.release_cancellations(
-        SqlAlchemyUnitOfWork, _platform(), who, clock.now, pending_timeout, retry_window
+        SqlAlchemyUnitOfWork, _platform, who, clock.now, pending_timeout, retry_window
     )
     rows = [{**_held_row(m), "outcome": outcome.value} for m, outcome in done]
     _print(args, out, rows, table(rows, ["subscription_id", "period", "outcome", "reason"]))

@@ -202,6 +202,6 @@ def _release(platform: Ecommerce, windows: tuple[timedelta, timedelta]) -> int:
     under lock, so only what is still due cancels anyone), at the simulated clock's
     instant. How many it cancelled."""
     released = operations.release_cancellations(
-        SqlAlchemyUnitOfWork, platform, OPERATOR, clock.now, *windows
+        SqlAlchemyUnitOfWork, lambda: platform, OPERATOR, clock.now, *windows
     )
     return sum(outcome == billing.Outcome.CANCELLED for _, outcome in released)

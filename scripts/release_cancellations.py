@@ -18,7 +18,7 @@ from collections import Counter
 from datetime import timedelta
 
 from common import clock, settings
-from domain import billing
+from domain import billing, operations
 from handlers.charge import platform
 from repositories.unit_of_work import SqlAlchemyUnitOfWork
 
@@ -33,20 +33,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{message.subscription_id}\t{message.period}\t{message.reason}")
         return 0
     config = settings.get()
-    released = billing.release_held(SqlAlchemyUnitOfWork(), clock.now(), args.operator)
-    outcomes: Counter[str] = Counter()
-    for message in released:
-        outcome = billing.settle(
-            SqlAlchemyUnitOfWork(),
-            platform(),
-            message.subscription_id,
-            clock.now,
-            timedelta(seconds=config.charge_pending_timeout_seconds),
-            timedelta(days=config.billing_retry_days),
-            period=message.period,
-            step=message.step,
-        )
-        outcomes[outcome.value] += 1
+    released = operations.release_cancellations(
+        SqlAlchemyUnitOfWork,
+        platform,
+        args.operator,
+        clock.now,
+        timedelta(seconds=config.charge_pending_timeout_seconds),
+        timedelta(days=config.billing_retry_days),
+    )
+    outcomes = Counter(outcome.value for _, outcome in released)
     print(
         f"released {len(released)}: " + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items()))
     )

@@ -435,3 +435,16 @@ def test_reconciliation_matches_flash_promo_orders_against_their_own_ledger(
     assert [(f["kind"], f["request_id"]) for f in report["for_review"]] == [
         ("promo_order_unsettled", "promo-lost-1")
     ]
+
+
+def test_releasing_with_nothing_held_needs_no_platform(db, monkeypatch, capsys):
+    # Given nothing held, and no platform to reach (its client would fail to build)
+    def no_platform():
+        raise AssertionError("the platform client was built with nothing to release")
+
+    monkeypatch.setattr(release_cancellations, "platform", no_platform)
+    # When an operator releases
+    assert release_cancellations.main(["--operator", "ana"]) == 0
+    # Then nothing was released and no client was built
+    assert capsys.readouterr().out.strip() == "released 0:"
+    assert builders.count(db, "billing_audit", "actor = 'operator:ana'") == 0
