@@ -95,7 +95,8 @@ def markdown(run: dict) -> tuple[str, dict[str, bool]]:
         "",
         f"Written by `make bench` on {run['finished']} (UTC); every number below comes from",
         "that run. Times are medians of "
-        f"{run['repeat']} runs; each measurement took turns with its baselines on the same",
+        f"{run['repeat']} runs (three below the biggest size and for the charges; the cache",
+        "states give their own); each measurement took turns with its baselines on the same",
         "data (one run of each, then again), so a busy moment slows them alike.",
         "",
         "## Machine",
@@ -219,7 +220,7 @@ def markdown(run: dict) -> tuple[str, dict[str, bool]]:
         "",
         f"{ch['charges']:,} sequential charges of different subscriptions against the local",
         "fake platform (answers at once). Bare loop: psycopg2 + requests doing the same reads,",
-        "ledger writes, commits and HTTP call.",
+        "ledger writes, commits and HTTP call. Medians of three rounds each, taking turns.",
         "",
         "| through the handler | bare loop | ratio |",
         "|---:|---:|---:|",
