@@ -5,9 +5,8 @@ Requests absorb only small backlogs (revision 0008); this runs every minute in t
 and keeps working for up to `budget` seconds: it takes the marks in slices of `slice_`
 subscriptions, each its own short transaction (readers see the backlog shrink and move
 from the plain rule back to the cache), or rebuilds the whole cache when most of it is
-marked, and vacuums the cache once VACUUM_AFTER rows were rewritten (between slices too)
-so that its pages are all-visible again and the eligible pages stay index-only scans. It
-waits `poll` seconds when there is nothing to do.
+marked, then vacuums the cache so that its pages are all-visible again and the eligible
+pages stay index-only scans. It waits `poll` seconds when there is nothing to do.
 
 Writers never wait for it: it locks only the absorber's own row (skipping when another
 absorber holds it) and writes only the cache tables; VACUUM takes no lock a writer needs.
@@ -89,12 +88,6 @@ class Absorber:
             self.written_since_vacuum += written + max(rows, 0)
             self._analyze_history()
             return "rebuild", written
-        if self.written_since_vacuum >= VACUUM_AFTER:
-            # Before the next slice, not only at the end: the rows of a slice lie on pages all
-            # over the cache (ids are random), so a few slices leave few pages all-visible,
-            # and readers' index-only scans visit the heap until a vacuum.
-            self.vacuum()
-            return "vacuum", 0
         written = self._write("SELECT subscription_current_status_absorb(:batch)")
         if written < 0:
             return "busy", 0
@@ -103,7 +96,7 @@ class Absorber:
             return "slice", written
         # The statistics' dead rows lag up to a second behind the writers that left them.
         recent = self.monotonic() - self.vacuumed_at < STATS_LAG
-        if dead >= VACUUM_AFTER and not recent:
+        if self.written_since_vacuum >= VACUUM_AFTER or (dead >= VACUUM_AFTER and not recent):
             self.vacuum()
             return "vacuum", 0
         return "idle", 0

@@ -254,32 +254,6 @@ def test_the_scheduled_absorber_takes_a_bulk_write_in_slices_then_vacuums(
     assert endpoint_answer() == rule_answer(db, present) == []
 
 
-def test_the_absorber_vacuums_between_slices_once_enough_rows_were_rewritten(
-    db, now, absorbed, monkeypatch
-):
-    # Given a bulk write of 30 marks, slices of 8, and a vacuum due every 10 rewritten rows
-    _, subs = absorbed
-    sql(
-        db,
-        "INSERT INTO subscription_status_history (id, subscription_id, status_id, effect_date,"
-        " create_date) SELECT gen_random_uuid()::text, id, 2, :e, :e FROM subscription",
-        e=real_now() - timedelta(minutes=1),
-    )
-    monkeypatch.setattr("repositories.status_absorber.VACUUM_AFTER", 10)
-    monkeypatch.setattr("repositories.status_absorber.REBUILD_SHARE", 1.0)
-    absorber = Absorber(db, slice_=8)
-    # When it works step by step until idle
-    kinds = []
-    while not kinds or kinds[-1] != "idle":
-        kinds.append(absorber.step()[0])
-    # Then a vacuum comes before the slice after every 10 rows, not only at the end: the
-    # rows of a slice lie on pages all over the cache, and readers' index-only scans
-    # visit the heap for every page a slice touched until a vacuum
-    assert kinds == ["slice", "slice", "vacuum", "slice", "slice", "vacuum", "idle"]
-    assert backlog(db) == 0
-    assert all(cache_row(db, s).status_id == 2 for s in subs)
-
-
 def test_the_absorber_never_makes_a_writer_wait(db, absorbed):
     # Given marks, and an absorber inside its transaction (lock held, cache rows written)
     _, subs = absorbed
