@@ -322,13 +322,11 @@ class _RuleRound:
     to leave out within the ids they span (up to the greatest, `agg.last`)."""
 
     def __init__(self, found: Select, left_out: CompoundSelect) -> None:
-        self.found = found
-        page = found.subquery("found")
-        column = page.c[0]
+        self.found = _IdList(found, "found")
         agg = select(
-            func.count().label("n"),
-            func.string_agg(column, aggregate_order_by(literal(SEPARATOR), column)).label("ids"),
-            func.max(column).label("last"),
+            self.found.count.label("n"),
+            self.found.ids.label("ids"),
+            func.max(self.found.column).label("last"),
         ).subquery("agg")
         out = left_out.subquery("left_out")
         self.statement = select(
@@ -337,10 +335,7 @@ class _RuleRound:
 
     def fetch(self, conn: Connection, params: dict) -> tuple[list[str], set[str]]:
         count, joined, left_out = conn.execute(self.statement, params).one()
-        ids = joined.split(SEPARATOR) if joined is not None else []
-        if len(ids) != count:  # an id holding a newline: fetched again row by row
-            ids = _ids(conn, self.found, params)
-        return ids, set(left_out or ())
+        return self.found.split(conn, params, count, joined), set(left_out or ())
 
 
 def _ids(conn: Connection, stmt: Executable, params: dict) -> list[str]:
@@ -365,17 +360,19 @@ class _IdList:
     and does not sort it again.
     """
 
-    def __init__(self, rows: Select) -> None:
+    def __init__(self, rows: Select, name: str = "page") -> None:
         self.rows = rows
-        page = rows.subquery("page")
-        column = page.c[0]
-        self.joined = select(
-            func.count(),
-            func.string_agg(column, aggregate_order_by(literal(SEPARATOR), column)),
-        )
+        self.column = rows.subquery(name).c[0]
+        self.count = func.count()
+        self.ids = func.string_agg(self.column, aggregate_order_by(literal(SEPARATOR), self.column))
+        self.joined = select(self.count, self.ids)
 
     def fetch(self, conn: Connection, params: dict) -> list[str]:
         count, joined = conn.execute(self.joined, params).one()
+        return self.split(conn, params, count, joined)
+
+    def split(self, conn: Connection, params: dict, count: int, joined: str | None) -> list[str]:
+        """The ids of (count, joined), or of the rows fetched again when they do not split."""
         ids = joined.split(SEPARATOR) if joined is not None else []
         return ids if len(ids) == count else _ids(conn, self.rows, params)
 
@@ -505,17 +502,13 @@ def _eligible_statements():
 # Right after a bulk load the tables have no statistics yet, and the planner then chose
 # parallel hash joins over the whole history for each page (0.7 s instead of 50 ms at a
 # million subscriptions), or read members through subscription (club_id,
-# customer_store_id) and the heap. For the page's transaction only.
-_RULE_SETTINGS = (
-    "set_config('max_parallel_workers_per_gather', '0', true),"
-    " set_config('enable_hashjoin', 'off', true), set_config('enable_nestloop', 'off', true),"
-    " set_config('enable_sort', 'off', true), set_config('enable_seqscan', 'off', true)"
-)
-_RULE_PLAN = text(f"SELECT {_RULE_SETTINGS}")
-# With the clubs that do not ship, as an array's text.
+# customer_store_id) and the heap. For the page's transaction only; the statement also
+# gives the clubs that do not ship (an array's text).
 _RULE_START = text(
-    f"SELECT {_RULE_SETTINGS}, CAST(ARRAY(SELECT id FROM club"
-    " WHERE id <> ALL(CAST(:shipping AS integer[]))) AS text)"
+    "SELECT set_config('max_parallel_workers_per_gather', '0', true),"
+    " set_config('enable_hashjoin', 'off', true), set_config('enable_nestloop', 'off', true),"
+    " set_config('enable_sort', 'off', true), set_config('enable_seqscan', 'off', true),"
+    " CAST(ARRAY(SELECT id FROM club WHERE id <> ALL(CAST(:shipping AS integer[]))) AS text)"
 )
 
 _ABSORB = text("SELECT subscription_current_status_absorb_bounded(:batch, :backlog_limit)")

@@ -335,7 +335,7 @@ def plan_of(db, statement, params: dict, settings=None) -> str:
     compiled = statement.compile(dialect=postgresql.psycopg2.dialect())
     with db.connect() as conn, conn.begin():
         if settings is not None:
-            conn.execute(settings)
+            conn.execute(settings, params)  # takes the parameters it names
         rows = conn.exec_driver_sql(
             "EXPLAIN (COSTS OFF) " + str(compiled), compiled.construct_params(params)
         )
@@ -348,8 +348,14 @@ def test_a_rule_page_reads_the_history_alone_and_only_the_members_of_clubs_that_
     # Given a round of the plain rule's page after a first id (its plan is forced, whatever
     # the statistics say: right after a bulk load there are none)
     _, subs = absorbed
-    params = {"at": real_now(), "after": subs[4], "limit": 10, "elsewhere": "{7,9}"}
-    plan = plan_of(db, subscriptions._RULE_ROUND_AFTER.statement, params, subscriptions._RULE_PLAN)
+    params = {
+        "at": real_now(),
+        "after": subs[4],
+        "limit": 10,
+        "elsewhere": "{7,9}",
+        "shipping": "{1}",
+    }
+    plan = plan_of(db, subscriptions._RULE_ROUND_AFTER.statement, params, subscriptions._RULE_START)
     lines = plan.splitlines()
     # Then the ACTIVE ids come from the history's covering index alone, from the first id
     # on, in its order: no join reads every subscription's club (right after a bulk load,
@@ -440,3 +446,19 @@ def test_a_rule_page_first_asks_for_the_share_left_out_and_a_margin():
     # Nearly nothing ships: at most ten pages in one round
     assert first_round(10_000, 0.95) == 100_000
     assert first_round(1, 0.5) == 5
+
+
+def test_a_rule_page_brings_odd_ids_back_whole(db, now, no_request_absorb, paths, monkeypatch):
+    # Given ids holding newlines, quotes or any text, in a club that ships and in one that
+    # does not, none absorbed, and a backlog the plain rule answers
+    from tests.integration.test_eligible import ODD_IDS
+
+    ships, closed = builders.club(db, status_id=1), builders.club(db, status_id=3)
+    for n, sub_id in enumerate(ODD_IDS):
+        builders.subscription(db, ships if n % 2 else closed, sub_id=sub_id)
+        builders.subscription(db, closed if n % 2 else ships, sub_id=f"{sub_id}-{n}")
+    monkeypatch.setattr(subscriptions, "MIX_FLOOR", 0)
+    # When every page is read, whole and in pages of 3
+    # Then every id comes back whole, once, in the database's order, as the rule lists them
+    assert_exact(db, now, [real_now()])
+    assert set(paths) == {"rule"}
