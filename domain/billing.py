@@ -536,6 +536,27 @@ class _Voided(Exception):
     """The ledger row moved under the cancellation: roll it back, cancel nobody."""
 
 
+def settle_message(
+    uow: UnitOfWork,
+    platform: Ecommerce,
+    message: BillingMessage,
+    clock: Callable[[], datetime],
+    pending_timeout: timedelta,
+    retry_window: timedelta = DEFAULT_RETRY_WINDOW,
+) -> Outcome:
+    """`settle` for a queued message: its subscription, period and step."""
+    return settle(
+        uow,
+        platform,
+        message.subscription_id,
+        clock,
+        pending_timeout,
+        retry_window,
+        period=message.period,
+        step=message.step,
+    )
+
+
 def _settle_cancel(
     uow: UnitOfWork,
     target: ChargeTarget,

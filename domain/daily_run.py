@@ -61,15 +61,8 @@ def run(
 
     def settle(message: billing.BillingMessage) -> tuple[billing.BillingMessage, Any]:
         try:
-            return message, billing.settle(
-                new_uow(),
-                platform,
-                message.subscription_id,
-                clock,
-                pending_timeout,
-                retry_window,
-                period=message.period,
-                step=message.step,
+            return message, billing.settle_message(
+                new_uow(), platform, message, clock, pending_timeout, retry_window
             )
         except (errors.PlatformError, errors.ChargeInProgress):
             return message, None

@@ -205,15 +205,8 @@ def release_cancellations(
     client = platform()
     done = []
     for message in released:
-        outcome = billing.settle(
-            new_uow(),
-            client,
-            message.subscription_id,
-            clock,
-            pending_timeout,
-            retry_window,
-            period=message.period,
-            step=message.step,
+        outcome = billing.settle_message(
+            new_uow(), client, message, clock, pending_timeout, retry_window
         )
         done.append((message, outcome))
     return done

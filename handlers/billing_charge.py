@@ -52,15 +52,13 @@ METRIC = {
 
 def settle_one(message: billing.BillingMessage) -> billing.Outcome:
     config = settings.get()
-    return billing.settle(
+    return billing.settle_message(
         SqlAlchemyUnitOfWork(),
         platform(),
-        message.subscription_id,
+        message,
         clock.now,
         timedelta(seconds=config.charge_pending_timeout_seconds),
         timedelta(days=config.billing_retry_days),
-        period=message.period,
-        step=message.step,
     )
 
 
