@@ -254,6 +254,43 @@ def test_the_scheduled_absorber_takes_a_bulk_write_in_slices_then_vacuums(
     assert endpoint_answer() == rule_answer(db, present) == []
 
 
+def cache_heap_fetches(db) -> int:
+    """Heap visits of an index-only scan over the whole cache: 0 when every page is
+    all-visible (pg_class.relallvisible is only refreshed by VACUUM or ANALYZE)."""
+    with db.connect() as conn:
+        conn.execute(text("SET enable_seqscan = off"))
+        conn.execute(text("SET enable_bitmapscan = off"))
+        plan = conn.scalar(
+            text(
+                "EXPLAIN (ANALYZE, FORMAT JSON) SELECT subscription_id, status_id"
+                " FROM subscription_current_status ORDER BY subscription_id"
+            )
+        )[0]["Plan"]
+    assert plan["Node Type"] == "Index Only Scan"
+    return plan["Heap Fetches"]
+
+
+def test_each_slice_leaves_the_cache_all_visible(db, absorbed, monkeypatch):
+    # Given a bulk write after a first read, and the cache all-visible
+    _, subs = absorbed
+    Absorber(db).vacuum()
+    assert cache_heap_fetches(db) == 0
+    sql(
+        db,
+        "INSERT INTO subscription_status_history (id, subscription_id, status_id, effect_date,"
+        " create_date) SELECT gen_random_uuid()::text, id, 2, :e, :e FROM subscription",
+        e=real_now() - timedelta(minutes=1),
+    )
+    # When the absorber takes one slice of 8 of its 30 marks (every row marked: by default
+    # one rebuild would be cheaper than slices)
+    monkeypatch.setattr("repositories.status_absorber.REBUILD_SHARE", 1.0)
+    assert Absorber(db, slice_=8).step() == ("slice", 8)
+    # Then readers' index-only scans stay index-only while the rest waits
+    assert backlog(db) == 22
+    assert cache_heap_fetches(db) == 0
+    assert sum(cache_row(db, s).status_id == 2 for s in subs) == 8
+
+
 def test_the_absorber_never_makes_a_writer_wait(db, absorbed):
     # Given marks, and an absorber inside its transaction (lock held, cache rows written)
     _, subs = absorbed
