@@ -78,3 +78,26 @@ def test_each_missed_goal_fails_the_run():
     for case in (slow_loaded, slow_first, unsteady, late, never, costly, wrong):
         _, goals = cache_states.markdown(case, report.verdict)
         assert [goal for goal, passed in goals.items() if not passed], case
+
+
+def test_the_loaded_data_set_is_kept_from_autovacuum_and_its_copies_are_not(database_url):
+    # (A data set reused from an earlier run would otherwise have been vacuumed since, and
+    # `loaded` would measure tables no longer as just loaded.)
+    def options() -> dict[str, list | None]:
+        rows = cache_states._execute(
+            database_url,
+            "SELECT relname, reloptions FROM pg_class"
+            " WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace",
+        )
+        return dict(rows)
+
+    try:
+        cache_states._autovacuum(database_url, enabled=False)
+        off = options()
+        assert {"subscription", "subscription_status_history", "club"} <= off.keys()
+        assert all(o is not None and "autovacuum_enabled=false" in o for o in off.values()), off
+    finally:
+        cache_states._autovacuum(database_url, enabled=True)
+    # Other storage parameters are kept
+    assert all(o is None or "autovacuum_enabled=false" not in o for o in options().values())
+    assert "autovacuum_analyze_threshold=1000" in options()["subscription_status_dirty"]
