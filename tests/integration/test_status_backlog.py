@@ -499,3 +499,80 @@ def test_a_rule_page_brings_odd_ids_back_whole(db, now, no_request_absorb, paths
     # Then every id comes back whole, once, in the database's order, as the rule lists them
     assert_exact(db, now, [real_now()])
     assert set(paths) == {"rule"}
+
+
+@pytest.fixture
+def statements():
+    """The first words of each statement the endpoint sends, per call of `listed`."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    sent: list[str] = []
+
+    def seen(conn, cursor, statement, *args) -> None:
+        sent.append(" ".join(statement.split()[:3]))
+
+    event.listen(Engine, "before_cursor_execute", seen)
+    yield sent
+    event.remove(Engine, "before_cursor_execute", seen)
+
+
+def listed(statements: list[str], query: dict) -> tuple[list[str], list[str]]:
+    statements.clear()
+    answer = endpoint_answer(query)
+    return answer, list(statements)
+
+
+ONE_STATEMENT = ["WITH cache_alone AS"]
+
+
+def test_a_page_of_the_cache_alone_is_one_statement_after_one_that_was(
+    db, now, absorbed, statements
+):
+    # Given a page read from the cache alone
+    _, subs = absorbed
+    present = real_now()
+    now(present)
+    assert endpoint_answer({"limit": "10"}) == subs[:10]
+    # When the next pages are asked
+    # Then each is one statement on its own snapshot, and the rule's answer
+    assert listed(statements, {"limit": "10", "after": subs[9]}) == (subs[10:20], ONE_STATEMENT)
+    assert listed(statements, {"limit": "10", "after": subs[19]}) == (subs[20:], ONE_STATEMENT)
+    assert listed(statements, {"limit": "10", "after": subs[29]}) == ([], ONE_STATEMENT)
+
+
+@pytest.mark.parametrize(
+    "change", ["club stops shipping", "a mark", "a scheduled change due", "asked before a row"]
+)
+def test_a_page_whose_guess_no_longer_holds_goes_the_usual_way(
+    db, now, absorbed, statements, paths, no_request_absorb, change
+):
+    # Given a page read from the cache alone, and a guess of what the next one needs
+    _, subs = absorbed
+    present = real_now()
+    now(present)
+    other = builders.club(db)
+    moved = builders.subscription(db, other, effect_date=present - timedelta(days=1))
+    assert absorb(db) == 1
+    assert endpoint_answer({"limit": "5"}) == sorted([*subs, moved])[:5]
+    # When what the guess stands for changes before the next page
+    if change == "club stops shipping":
+        builders.club_status(db, other, 3, present - timedelta(minutes=1))
+    elif change == "a mark":
+        builders.subscription_status(db, moved, 2, present - timedelta(minutes=1))
+    elif change == "a scheduled change due":
+        builders.subscription_status(db, moved, 3, present + timedelta(hours=1))
+        absorb(db)
+        present += timedelta(hours=2)
+        now(present)
+    else:  # an instant before the cache row of `moved` holds
+        present -= timedelta(days=2)
+        now(present)
+    paths.clear()
+    answer, sent = listed(statements, {})
+    # Then the one statement answers nothing and the page is read as before this change
+    assert answer == rule_answer(db, present)
+    assert moved not in answer
+    tried = sent.index(ONE_STATEMENT[0])
+    assert len(sent) > tried + 1, sent
+    assert paths == ["cache" if change == "club stops shipping" else "mixed"]
