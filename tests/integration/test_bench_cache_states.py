@@ -101,3 +101,33 @@ def test_the_loaded_data_set_is_kept_from_autovacuum_and_its_copies_are_not(data
     # Other storage parameters are kept
     assert all(o is None or "autovacuum_enabled=false" not in o for o in options().values())
     assert "autovacuum_analyze_threshold=1000" in options()["subscription_status_dirty"]
+
+
+def test_the_trigger_cost_is_measured_on_a_vacuumed_history_and_leaves_nothing(
+    database_url, clean_db
+):
+    from tests import builders
+
+    club = builders.club(clean_db)
+    for _ in range(3):
+        builders.subscription(clean_db, club)
+    count = "SELECT count(*) FROM subscription_status_history"
+    before = cache_states._execute(database_url, count)
+    vacuums = (
+        "SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'subscription_status_history'"
+    )
+    vacuumed = cache_states._execute(database_url, vacuums)[0][0]
+    # When the two statements are measured (each after an untimed VACUUM)
+    result = cache_states.trigger_overhead(database_url)
+    # Then each wrote a row per subscription and was rolled back, the trigger back on
+    assert result["rows"] == 3
+    assert result["with_s"] > 0
+    assert result["without_s"] > 0
+    assert cache_states._execute(database_url, count) == before
+    enabled = cache_states._execute(
+        database_url,
+        "SELECT tgenabled FROM pg_trigger"
+        " WHERE tgname = 'trg_subscription_status_history_current_status_insert'",
+    )
+    assert enabled == [("O",)]
+    assert cache_states._execute(database_url, vacuums)[0][0] == vacuumed + 2
