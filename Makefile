@@ -7,13 +7,14 @@ BIN := $(VENV)/bin
 
 .PHONY: help install run serve test test-unit lint format package migrate demo-data db-url \
         billing-run db-stop clean bench rebuild-status psql reset-demo reconcile \
-        release-cancellations exactly-once ops
+        release-cancellations exactly-once ops swagger-screenshot
 
 help:
 	@echo "make run        set up, start the embedded PostgreSQL, load demo data, serve on :3000"
 	@echo "make serve      the same without demo data (honours DATABASE_URL)"
 	@echo "make test       set up and run the whole test suite against a real PostgreSQL"
 	@echo "make test-unit  domain tests only (no database)"
+	@echo "make swagger-screenshot  rewrite docs/swagger-ui.png (headless Chromium)"
 	@echo "make lint       ruff check and format check"
 	@echo "make format     ruff fix and format"
 	@echo "make package    npx serverless package (offline)"
@@ -59,6 +60,9 @@ test: install
 
 test-unit: $(BIN)/.installed
 	$(BIN)/pytest tests/unit
+
+swagger-screenshot: install
+	UPDATE_SWAGGER_SCREENSHOT=1 $(BIN)/pytest tests/smoke/test_swagger_ui.py
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
