@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
+from email.utils import parsedate_to_datetime
 from urllib.parse import quote
 
 import orjson
@@ -153,7 +154,27 @@ class HttpEcommerce:
         except requests.RequestException:
             raise PlatformUnreachable("the e-commerce platform could not be called") from None
         text = response.content[:MAX_RECORDED_BODY].decode("utf-8", errors="replace")
+        retry_after = retry_after_value(response.headers.get("Retry-After"))
         try:
-            return PlatformAnswer(response.status_code, text, orjson.loads(response.content), True)
+            body = orjson.loads(response.content)
         except orjson.JSONDecodeError:
-            return PlatformAnswer(response.status_code, text)
+            return PlatformAnswer(response.status_code, text, retry_after=retry_after)
+        return PlatformAnswer(response.status_code, text, body, True, retry_after)
+
+
+def retry_after_value(header: str | None) -> str | None:
+    """The platform's Retry-After, passed on only when it is what RFC 9110 allows:
+    delta-seconds (up to a day) or an HTTP date; anything else is dropped (the caller then
+    gets the default)."""
+    if header is None:
+        return None
+    value = header.strip()
+    if not value.isascii() or not value.isprintable():
+        return None
+    if value.isdigit():
+        return str(int(value)) if int(value) <= 86_400 else None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return value if when is not None and when.tzinfo is not None else None

@@ -264,7 +264,9 @@ def _call_out(
             platform_status=answer.status,
         )
     if answer.status in REFUSALS:
-        raise errors.PlatformRefused(answer.status, answer.json if answer.is_json else answer.text)
+        raise errors.PlatformRefused(
+            answer.status, answer.json if answer.is_json else answer.text, answer.retry_after
+        )
     return ChargeResult(recorded or ledger, answer)
 
 

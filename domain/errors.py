@@ -294,7 +294,8 @@ class StatusChangeScheduled(DomainError):
 
 class PlatformRefused(PlatformError):
     """The platform refused *us* (401, 403: our key or secret) or asked us to slow down
-    (408, 429): not the caller's fault and never a decline. 502, or 503 with Retry-After."""
+    (408, 429): not the caller's fault and never a decline. 502, or 503 with Retry-After
+    (the platform's own when it sent a valid one, else 60 seconds)."""
 
     code = "platform_error"
 

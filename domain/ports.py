@@ -19,12 +19,14 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class PlatformAnswer:
-    """What the e-commerce platform answered: its status, its body as text, and as JSON."""
+    """What the e-commerce platform answered: its status, its body as text, and as JSON;
+    and its Retry-After, when it sent a valid one (seconds, or an HTTP date)."""
 
     status: int
     text: str
     json: Any = None
     is_json: bool = False
+    retry_after: str | None = None
 
 
 class Ecommerce(Protocol):

@@ -248,6 +248,34 @@ def test_throttling_and_forbidden_are_platform_errors(db, member, monkeypatch, s
     assert ledger(db, member["id"])["state"] == "error"
 
 
+@responses.activate
+@pytest.mark.parametrize(
+    ("sent", "passed_on"),
+    [
+        ("120", "120"),
+        (" 7 ", "7"),
+        ("Wed, 21 Oct 2026 07:28:00 GMT", "Wed, 21 Oct 2026 07:28:00 GMT"),
+        (None, "60"),
+        ("soon", "60"),
+        ("-5", "60"),
+        ("99999999", "60"),
+        ("1e3", "60"),
+    ],
+)
+def test_a_throttled_charge_passes_on_the_platforms_retry_after_when_valid(
+    db, member, monkeypatch, sent, passed_on
+):
+    # Given a platform throttling us, with or without a Retry-After of its own
+    platforms.configure(monkeypatch, "https://platform.test")
+    extra = {"Retry-After": sent} if sent is not None else {}
+    responses.post("https://platform.test/order/r1", status=429, json={"e": 1}, headers=extra)
+    # When charged
+    code, _, headers = post(member["id"], "r1")
+    # Then 503 with the platform's value when it is seconds or a date, else 60 seconds
+    assert code == 503
+    assert headers["Retry-After"] == passed_on
+
+
 def test_five_days_of_platform_refusals_cancel_nobody(db, now, member, monkeypatch):
     # Given a platform that refuses our key for the whole retry window and beyond
     with platforms.running(monkeypatch) as running:
