@@ -63,30 +63,28 @@ class Report:
 
 def tally(start: datetime, end: datetime, months: dict[str, Month], paid: dict) -> None:
     """Retries, units per SKU and double charges, from the ledger and the platform."""
+    window = {"s": start, "e": end}
     with SqlAlchemyUnitOfWork() as uow:
         conn = uow.connection
-        retries = conn.execute(
-            text(
-                "SELECT to_char(started_at, 'YYYY-MM') AS month, count(*) FROM charge_attempt"
-                " WHERE attempt > 1 AND started_at >= :s AND started_at < :e GROUP BY 1"
-            ),
-            {"s": start, "e": end},
-        )
-        for row in retries:
-            if row.month in months:
-                months[row.month].retried = row.count
-        units = conn.execute(
-            text(
-                "SELECT to_char(coalesce(billing_date, created_at), 'YYYY-MM') AS month,"
-                " coalesce(store_sku::text, 'none') AS sku, count(*) FROM charge"
-                " WHERE state = 'succeeded' AND created_at >= :s AND created_at < :e"
-                " GROUP BY 1, 2"
-            ),
-            {"s": start, "e": end},
-        )
-        for row in units:
-            if row.month in months:
-                months[row.month].units_per_sku[row.sku] = row.count
+
+        def per_month(sql: str):
+            """(the report's month, the row) for each row of a month the report holds."""
+            for row in conn.execute(text(sql), window):
+                if row.month in months:
+                    yield months[row.month], row
+
+        for month, row in per_month(
+            "SELECT to_char(started_at, 'YYYY-MM') AS month, count(*) FROM charge_attempt"
+            " WHERE attempt > 1 AND started_at >= :s AND started_at < :e GROUP BY 1"
+        ):
+            month.retried = row.count
+        for month, row in per_month(
+            "SELECT to_char(coalesce(billing_date, created_at), 'YYYY-MM') AS month,"
+            " coalesce(store_sku::text, 'none') AS sku, count(*) FROM charge"
+            " WHERE state = 'succeeded' AND created_at >= :s AND created_at < :e"
+            " GROUP BY 1, 2"
+        ):
+            month.units_per_sku[row.sku] = row.count
         attempts = conn.execute(
             text(
                 "SELECT a.request_id, c.subscription_id, c.period,"
@@ -94,7 +92,7 @@ def tally(start: datetime, end: datetime, months: dict[str, Month], paid: dict) 
                 " FROM charge_attempt a JOIN charge c ON c.id = a.charge_id"
                 " WHERE a.started_at >= :s AND a.started_at < :e"
             ),
-            {"s": start, "e": end},
+            window,
         )
         paid_orders: dict[tuple[str, str], set[str]] = defaultdict(set)
         month_of: dict[tuple[str, str], str] = {}
@@ -105,16 +103,11 @@ def tally(start: datetime, end: datetime, months: dict[str, Month], paid: dict) 
         for key, orders in paid_orders.items():
             if len(orders) > 1 and month_of[key] in months:
                 months[month_of[key]].double_charges += 1
-        webhook_rows = conn.execute(
-            text(
-                "SELECT to_char(received_at, 'YYYY-MM') AS month, count(*) FROM webhook_event"
-                " WHERE received_at >= :s AND received_at < :e GROUP BY 1"
-            ),
-            {"s": start, "e": end},
-        )
-        for row in webhook_rows:
-            if row.month in months:
-                months[row.month].webhooks = row.count
+        for month, row in per_month(
+            "SELECT to_char(received_at, 'YYYY-MM') AS month, count(*) FROM webhook_event"
+            " WHERE received_at >= :s AND received_at < :e GROUP BY 1"
+        ):
+            month.webhooks = row.count
 
 
 class Progress:
