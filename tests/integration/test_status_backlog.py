@@ -581,3 +581,28 @@ def test_a_page_whose_guess_no_longer_holds_goes_the_usual_way(
     tried = sent.index(ONE_STATEMENT[0])
     assert len(sent) > tried + 1, sent
     assert paths == ["cache" if change == "club stops shipping" else "mixed"]
+
+
+def test_the_one_statement_page_gives_its_connection_back_as_it_found_it(
+    db, now, absorbed, statements
+):
+    # Given a page answered by the one statement (its connection in autocommit meanwhile)
+    from repositories import database
+
+    _, subs = absorbed
+    now(real_now())
+    assert endpoint_answer({"limit": "10"}) == subs[:10]
+    assert listed(statements, {"limit": "10", "after": subs[9]})[1] == ONE_STATEMENT
+    # When the pool's connections are taken again, by the next unit of work
+    engine = database.engine()
+    held = [engine.connect() for _ in range(engine.pool.checkedin())]
+    try:
+        # Then none is left in autocommit or another isolation level: their transactions
+        # (a charge's, a claim's) still roll back as a whole
+        for conn in held:
+            dbapi = conn.connection.dbapi_connection
+            assert dbapi.autocommit is False
+            assert conn.get_isolation_level() == "READ COMMITTED"
+    finally:
+        for conn in held:
+            conn.close()
