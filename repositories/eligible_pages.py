@@ -353,6 +353,10 @@ def _eligible_statements():
     # so the planner drops the tests of an absent bound).
     # One probe of the history's covering index per marked id (a correlated LIMIT 1): as a
     # DISTINCT ON joined to the marked ids, the planner walked the whole history instead.
+    # The probe takes the mark's id, so it filters the marks before subscription is probed
+    # for their club: after a bulk write that paused or cancelled (the usual kind), most
+    # marked rows are not ACTIVE and need no second probe (a listing right after a write to
+    # 10%: 0.68 to 0.97 of the reference instead of 0.87 to 1.07).
     # Nothing is everything-marked on this path (that is the rule's), and when no cache row
     # lies outside its interval the marks alone are read (`_LIVE_MARKS`).
     row = SubscriptionRow.__table__.c
@@ -362,7 +366,8 @@ def _eligible_statements():
         return (
             select(row.id)
             .join(stale, stale.c.subscription_id == row.id)
-            .where(SUBSCRIPTIONS.status_of(row.id, at) == active, row.club_id == shipping)
+            .where(SUBSCRIPTIONS.status_of(stale.c.subscription_id, at) == active)
+            .where(row.club_id == shipping)
             .order_by(row.id)
             .limit(limit)
         )

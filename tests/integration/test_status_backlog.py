@@ -606,3 +606,26 @@ def test_the_one_statement_page_gives_its_connection_back_as_it_found_it(
     finally:
         for conn in held:
             conn.close()
+
+
+def test_the_marked_rows_of_a_page_are_probed_for_their_status_before_their_club(db, absorbed, now):
+    # Given marks within a page's range
+    club, subs = absorbed
+    for sub in (subs[12], subs[14]):
+        builders.subscription_status(db, sub, 2, real_now() - timedelta(hours=1))
+    params = {
+        "at": real_now(),
+        "shipping": f"{{{club}}}",
+        "after": subs[10],
+        "upper": subs[20],
+        "limit": 10,
+    }
+    no_seqscan = text("SET LOCAL enable_seqscan = off")
+    plan = plan_of(db, eligible_pages._LIVE_MARKS.joined, params, no_seqscan)
+    # Then the status (the history's probe) filters the marks themselves, so a mark that is
+    # not ACTIVE costs no probe of subscription
+    lines = plan.splitlines()
+    stale = next(i for i, line in enumerate(lines) if "Subquery Scan on stale" in line)
+    assert "SubPlan" in lines[stale + 1], plan
+    subscription = [line for line in lines if re.search(r" on subscription( \w+)?$", line)]
+    assert subscription, plan
