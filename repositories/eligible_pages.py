@@ -159,18 +159,15 @@ def _cache_alone(
     if shipping is None:
         return None
     conn = connection.execution_options(isolation_level="AUTOCOMMIT")
+    params = {"at": at, "statuses": list(statuses), "shipping": shipping}
     try:
-        statement = _CACHE_ALONE if after is None else _CACHE_ALONE_AFTER
-        params = {"at": at, "statuses": list(statuses), "shipping": shipping}
         holds, count, joined = conn.execute(
-            statement, params | {"after": after, "limit": limit}
+            _CACHE_ALONE if after is None else _CACHE_ALONE_AFTER,
+            params | {"after": after, "limit": limit},
         ).one()
     finally:
         conn.rollback()  # (nothing to end but SQLAlchemy's own; the level can change again)
-    if holds is not True:
-        return None
-    ids = joined.split(SEPARATOR) if joined is not None else []
-    return ids if len(ids) == count else None
+    return _split(count, joined) if holds is True else None
 
 
 def eligible_path(backlog: int | None, outside: int, cache_rows: float | None) -> str:
@@ -296,8 +293,15 @@ class _IdList:
 
     def split(self, conn: Connection, params: dict, count: int, joined: str | None) -> list[str]:
         """The ids of (count, joined), or of the rows fetched again when they do not split."""
-        ids = joined.split(SEPARATOR) if joined is not None else []
-        return ids if len(ids) == count else _ids(conn, self.rows, params)
+        ids = _split(count, joined)
+        return ids if ids is not None else _ids(conn, self.rows, params)
+
+
+def _split(count: int, joined: str | None) -> list[str] | None:
+    """The `count` ids joined by SEPARATOR, or None when they do not split into as many
+    (an id holding a newline)."""
+    ids = joined.split(SEPARATOR) if joined is not None else []
+    return ids if len(ids) == count else None
 
 
 def _eligible_statements():
