@@ -365,6 +365,11 @@ def test_a_statement_writing_many_rows_marks_everything_once(db, now, absorbed, 
     assert_exact(db, now)
 
 
+# For plans of the tiny test tables: once analyzed, a sequential scan is their best plan;
+# at scale the indexes are, and that is the plan a test reads.
+NO_SEQSCAN = text("SET LOCAL enable_seqscan = off")
+
+
 def plan_of(db, statement, params: dict, settings=None) -> str:
     """EXPLAIN of one of the endpoint's page statements, in a transaction of its own."""
     from sqlalchemy.dialects import postgresql
@@ -465,10 +470,7 @@ def test_a_mixed_page_reads_the_marks_from_its_own_first_id(db, absorbed, now):
     for sub in (subs[1], subs[20]):
         builders.subscription_status(db, sub, 2, real_now() - timedelta(hours=1))
     params = {"at": real_now(), "shipping": f"{{{club}}}", "after": subs[10], "limit": 10}
-    # (the tables are tiny here: once analyzed, a sequential scan is their best plan; at
-    # scale the indexes are, and the bound must reach them)
-    no_seqscan = text("SET LOCAL enable_seqscan = off")
-    plan = plan_of(db, eligible_pages._CACHED_AFTER.joined, params, no_seqscan)
+    plan = plan_of(db, eligible_pages._CACHED_AFTER.joined, params, NO_SEQSCAN)
     # Then the cache page's anti-join reads the marks from the page's first id on, not from
     # the first mark (which made a listing's cost grow with the square of the backlog)
     lines = plan.splitlines()
@@ -620,8 +622,7 @@ def test_the_marked_rows_of_a_page_are_probed_for_their_status_before_their_club
         "upper": subs[20],
         "limit": 10,
     }
-    no_seqscan = text("SET LOCAL enable_seqscan = off")
-    plan = plan_of(db, eligible_pages._LIVE_MARKS.joined, params, no_seqscan)
+    plan = plan_of(db, eligible_pages._LIVE_MARKS.joined, params, NO_SEQSCAN)
     # Then the status (the history's probe) filters the marks themselves, so a mark that is
     # not ACTIVE costs no probe of subscription
     lines = plan.splitlines()
