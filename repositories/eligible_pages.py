@@ -11,8 +11,10 @@ from collections.abc import Iterable
 from datetime import datetime
 from math import ceil, sqrt
 from operator import itemgetter
+from typing import NamedTuple
 
 from sqlalchemy import (
+    Boolean,
     ColumnElement,
     CompoundSelect,
     DateTime,
@@ -35,17 +37,21 @@ from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Executable, Select
+from sqlalchemy.types import UserDefinedType
 
 from common.observability import logger
 from domain.model import SubscriptionStatus
 from repositories.status_rule import (
+    CLUB_STATUS_CHANGE,
     CURRENT_STATUS,
+    DIRTY,
     SUBSCRIPTIONS,
     cached_status_holds,
     cached_status_stale,
     current_club_status,
     current_subscription_status,
 )
+from repositories.tables import ClubStatusHistory as CLUB_HISTORY
 from repositories.tables import Subscription as SubscriptionRow
 
 
@@ -72,11 +78,11 @@ def eligible_ids(
     conn = connection.execution_options(isolation_level="REPEATABLE READ")
     # The shipping clubs come back as an array's text and go back as it: a literal the
     # server reads at once (a Python list would be sent as ARRAY[...] of a thousand terms).
-    shipping, backlog, outside, cache_rows = conn.execute(
+    shipping, backlog, outside, cache_rows, snapshot, next_change = conn.execute(
         _SHIPPING_AND_BACKLOG, {"at": at, "statuses": list(statuses), "cap": MIX_CAP}
     ).one()
     path = eligible_path(backlog, outside, cache_rows)
-    _CACHE_ALONE_CLUBS[statuses] = shipping if path == "cache" else None
+    _GUESSES[statuses] = _Guess(shipping, snapshot, at, next_change) if path == "cache" else None
     if shipping == "{}":
         return []
     params = {"at": at, "shipping": shipping, "after": after, "limit": limit}
@@ -132,9 +138,23 @@ MIX_FLOOR = 5_000
 MIX_CAP = 200_000
 
 
-# Per club statuses asked, the shipping clubs (an array's text) of this container's last page
-# that read the cache alone, or None: the next page's guess (`_cache_alone`).
-_CACHE_ALONE_CLUBS: dict[tuple[int, ...], str | None] = {}
+class _Guess(NamedTuple):
+    """What a page read from the cache alone saw of the clubs: the clubs that shipped (an
+    array's text), the snapshot it saw them in (pg_snapshot's text), the instant asked, and
+    the first scheduled club status change after it (None: none)."""
+
+    shipping: str
+    snapshot: str
+    since: datetime
+    until: datetime | None
+
+    def holds_at(self, at: datetime) -> bool:
+        return self.since <= at and (self.until is None or at < self.until)
+
+
+# Per club statuses asked, what this container's last page saw when it read the cache
+# alone, or None: the next page's guess (`_cache_alone`).
+_GUESSES: dict[tuple[int, ...], _Guess | None] = {}
 
 
 def _cache_alone(
@@ -147,27 +167,30 @@ def _cache_alone(
     """The page in one statement when it is read from the cache alone, as the last page
     this container served was, with the same shipping clubs; else None.
 
-    The statement checks the guess (the clubs that ship now, no marks, no cache row outside
-    its interval) and reads the page only when it holds, all on its one snapshot: no
-    transaction, one round trip instead of three (the clubs and backlog, the page, the
-    ROLLBACK): about 5% of a steady listing at a million, the larger plan eating part of
-    it. The clubs stay a literal, so the page's plan is the one `_FRESH` gets. A page it
-    does not answer (the guess no longer holds, or ids holding a newline) goes the usual
-    way, which renews the guess.
+    The clubs that ship are the guess's while no scheduled club change has fallen due since
+    it (checked here) and no transaction its snapshot could not see has written
+    club_status_history since (revision 0015: one probe of club_status_change). The
+    statement checks that, and that nothing is marked and no cache row lies outside its
+    interval, then reads the page, all on its one snapshot: no transaction, one round trip
+    instead of three (the clubs and backlog, the page, the ROLLBACK), and no club statuses
+    recomputed. The clubs stay a literal, so the page's plan is the one `_FRESH` gets. A
+    page it does not answer (the guess no longer holds, the page is empty, or ids hold a
+    newline) goes the usual way, which renews the guess.
     """
-    shipping = _CACHE_ALONE_CLUBS.get(statuses)
-    if shipping is None:
+    guess = _GUESSES.get(statuses)
+    if guess is None or not guess.holds_at(at):
         return None
     conn = connection.execution_options(isolation_level="AUTOCOMMIT")
-    params = {"at": at, "statuses": list(statuses), "shipping": shipping}
+    params = {"at": at, "shipping": guess.shipping, "snapshot": guess.snapshot}
     try:
-        holds, count, joined = conn.execute(
+        count, joined = conn.execute(
             _CACHE_ALONE if after is None else _CACHE_ALONE_AFTER,
             params | {"after": after, "limit": limit},
         ).one()
     finally:
         conn.rollback()  # (nothing to end but SQLAlchemy's own; the level can change again)
-    return _split(count, joined) if holds is True else None
+    # No row: the guess failed, or the listing is over (the usual way says which).
+    return _split(count, joined) if count else None
 
 
 def eligible_path(backlog: int | None, outside: int, cache_rows: float | None) -> str:
@@ -304,6 +327,15 @@ def _split(count: int, joined: str | None) -> list[str] | None:
     return ids if len(ids) == count else None
 
 
+class _PgSnapshot(UserDefinedType):
+    """PostgreSQL's pg_snapshot, sent and kept as its text."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw) -> str:
+        return "pg_snapshot"
+
+
 def _eligible_statements():
     """GET /subscription/eligible's statements, built once per container (they are hot)."""
     at = bindparam("at", type_=DateTime)
@@ -331,6 +363,12 @@ def _eligible_statements():
         select(text("reltuples"))
         .select_from(text("pg_class"))
         .where(text("oid = 'subscription_current_status'::regclass"))
+        .scalar_subquery(),
+        # For the next page's guess (`_Guess`): this snapshot, and the first club status
+        # change scheduled after `at`.
+        cast(func.pg_current_snapshot(), Text),
+        select(func.min(CLUB_HISTORY.effect_date))
+        .where(CLUB_HISTORY.effect_date > at)
         .scalar_subquery(),
     )
     shipping = any_(cast(bindparam("shipping", type_=Text), ARRAY(Integer)))
@@ -400,26 +438,31 @@ def _eligible_statements():
             select(row.id).where(row.club_id.is_(None), span).order_by(row.club_id, row.id),
         )
 
-    # `_cache_alone`: the guessed clubs still the ones that ship, nothing marked, no cache
-    # row outside its interval (each an index probe), computed once (a CTE read twice is
-    # materialized) and a one-time filter on the page.
-    cache_alone = (
-        select(
-            and_(
-                shipping_now == bindparam("shipping", type_=Text),
-                func.subscription_current_status_backlog() == 0,
-                ~select(literal(1)).where(cache.valid_until <= at).exists(),
-                ~select(literal(1)).where(cache.valid_from > at).exists(),
-            ).label("holds")
+    # `_cache_alone`: no mark, no cache row outside its interval, and no write to
+    # club_status_history committed that the guess's snapshot could not see (each an index
+    # probe), a one-time filter on the page. The page is then exactly `_FRESH`'s.
+    seen = cast(bindparam("snapshot", type_=Text), _PgSnapshot())
+    change = CLUB_STATUS_CHANGE.c.xid
+    unseen_club_write = (
+        select(literal(1))
+        .where(
+            change >= func.pg_snapshot_xmin(seen),
+            ~func.pg_visible_in_snapshot(change, seen, type_=Boolean),
         )
-        .cte("cache_alone")
-        .prefix_with("MATERIALIZED")
+        .exists()
     )
-    holds = select(cache_alone.c.holds).scalar_subquery()
+    still_cache_alone = select(
+        and_(
+            ~select(literal(1)).select_from(DIRTY).exists(),
+            ~select(literal(1)).where(cache.valid_until <= at).exists(),
+            ~select(literal(1)).where(cache.valid_from > at).exists(),
+            ~unseen_club_write,
+        )
+    ).scalar_subquery()
 
     def guessed(page: Select) -> Select:
-        listed = _IdList(page.where(holds))
-        return select(holds, listed.count, listed.ids)
+        listed = _IdList(page.where(still_cache_alone))
+        return select(listed.count.label("cache_alone"), listed.ids)
 
     merged = select(func.unnest(bindparam("ids", type_=ARRAY(String)))).subquery("merged")
     merge = select(merged.c[0]).order_by(merged.c[0]).limit(limit)

@@ -6,7 +6,7 @@ import itertools
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 _counter = itertools.count(1)
 
@@ -40,15 +40,27 @@ def club_status(
     create_date: datetime | None = None,
     row_id: str | None = None,
 ) -> str:
-    row_id = row_id or str(uuid.uuid4())
     with db.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO club_status_history (id, club_id, club_status_id, effect_date,"
-                " create_date) VALUES (:id, :c, :s, :e, :cd)"
-            ),
-            {"id": row_id, "c": club_id, "s": status_id, "e": effect_date, "cd": create_date},
-        )
+        return club_status_in(conn, club_id, status_id, effect_date, create_date, row_id)
+
+
+def club_status_in(
+    conn: Connection,
+    club_id: int,
+    status_id: int,
+    effect_date: datetime | None,
+    create_date: datetime | None = None,
+    row_id: str | None = None,
+) -> str:
+    """A club status row written in the caller's transaction (`club_status` commits its own)."""
+    row_id = row_id or str(uuid.uuid4())
+    conn.execute(
+        text(
+            "INSERT INTO club_status_history (id, club_id, club_status_id, effect_date,"
+            " create_date) VALUES (:id, :c, :s, :e, :cd)"
+        ),
+        {"id": row_id, "c": club_id, "s": status_id, "e": effect_date, "cd": create_date},
+    )
     return row_id
 
 

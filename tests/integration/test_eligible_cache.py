@@ -360,9 +360,12 @@ def test_the_operators_rebuild_command_restores_a_cache_written_around(db, now, 
     # Given history written with the triggers off (as a restore does) and a wiped cache
     from scripts import rebuild_status
 
-    club = builders.club(db)
+    club, closing = builders.club(db), builders.club(db)
     subs = [builders.subscription(db, club) for _ in range(3)]
+    members = [builders.subscription(db, closing) for _ in range(2)]
     absorb(db)
+    now(real_now())
+    assert paged_answer() == sorted(subs + members)  # (a container's guess of the clubs)
     with db.begin() as conn:
         conn.execute(text("SET LOCAL session_replication_role = replica"))
         conn.execute(
@@ -376,12 +379,17 @@ def test_the_operators_rebuild_command_restores_a_cache_written_around(db, now, 
             text("DELETE FROM subscription_current_status WHERE subscription_id = :s"),
             {"s": subs[1]},
         )
+        builders.club_status_in(conn, closing, 3, real_now() - timedelta(minutes=1))
     now(real_now())
     assert endpoint_answer() != rule_answer(db, real_now())
     # When the operator runs make rebuild-status
     monkeypatch.setenv("DATABASE_URL", db.url.render_as_string(hide_password=False))
     assert rebuild_status.main() == 0
-    # Then the endpoint is the rule again
+    # Then the endpoint is the rule again, from the next page on (the club's members too)
+    present = real_now()
+    now(present)
+    assert paged_answer() == rule_answer(db, present)
+    assert not set(members) & set(rule_answer(db, present))
     assert_exact(db, now)
 
 
