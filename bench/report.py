@@ -276,6 +276,8 @@ def _read_api(run: dict, goals: dict) -> list[str]:
         "| call | median | answered 200 |",
         "|---|---:|---:|",
     ]
+    if "clubs_afresh" in read:
+        names += (("clubs_afresh", "GET /clubs, read afresh (after a write to the clubs)"),)
     for key, label in names:
         median, ok = read[key]["median_s"] * 1000, read[key]["ok"]
         lines.append(f"| {label} | {median:.2f} ms | {ok}/{read['calls']} |")

@@ -11,10 +11,8 @@ from collections.abc import Iterable
 from datetime import datetime
 from math import ceil, sqrt
 from operator import itemgetter
-from typing import NamedTuple
 
 from sqlalchemy import (
-    Boolean,
     ColumnElement,
     CompoundSelect,
     DateTime,
@@ -37,12 +35,11 @@ from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Executable, Select
-from sqlalchemy.types import UserDefinedType
 
 from common.observability import logger
 from domain.model import SubscriptionStatus
+from repositories import club_writes
 from repositories.status_rule import (
-    CLUB_STATUS_CHANGE,
     CURRENT_STATUS,
     DIRTY,
     SUBSCRIPTIONS,
@@ -51,7 +48,6 @@ from repositories.status_rule import (
     current_club_status,
     current_subscription_status,
 )
-from repositories.tables import ClubStatusHistory as CLUB_HISTORY
 from repositories.tables import Subscription as SubscriptionRow
 
 
@@ -78,11 +74,13 @@ def eligible_ids(
     conn = connection.execution_options(isolation_level="REPEATABLE READ")
     # The shipping clubs come back as an array's text and go back as it: a literal the
     # server reads at once (a Python list would be sent as ARRAY[...] of a thousand terms).
-    shipping, backlog, outside, cache_rows, snapshot, next_change = conn.execute(
+    shipping, backlog, outside, cache_rows, *reading = conn.execute(
         _SHIPPING_AND_BACKLOG, {"at": at, "statuses": list(statuses), "cap": MIX_CAP}
     ).one()
     path = eligible_path(backlog, outside, cache_rows)
-    _GUESSES[statuses] = _Guess(shipping, snapshot, at, next_change) if path == "cache" else None
+    _GUESSES[(str(connection.engine.url), statuses)] = (
+        (shipping, club_writes.Seen(*reading[:2], at, reading[2])) if path == "cache" else None
+    )
     if shipping == "{}":
         return []
     params = {"at": at, "shipping": shipping, "after": after, "limit": limit}
@@ -138,23 +136,10 @@ MIX_FLOOR = 5_000
 MIX_CAP = 200_000
 
 
-class _Guess(NamedTuple):
-    """What a page read from the cache alone saw of the clubs: the clubs that shipped (an
-    array's text), the snapshot it saw them in (pg_snapshot's text), the instant asked, and
-    the first scheduled club status change after it (None: none)."""
-
-    shipping: str
-    snapshot: str
-    since: datetime
-    until: datetime | None
-
-    def holds_at(self, at: datetime) -> bool:
-        return self.since <= at and (self.until is None or at < self.until)
-
-
-# Per club statuses asked, what this container's last page saw when it read the cache
-# alone, or None: the next page's guess (`_cache_alone`).
-_GUESSES: dict[tuple[int, ...], _Guess | None] = {}
+# Per database and club statuses asked, the shipping clubs (an array's text) and the reading
+# of the clubs (repositories/club_writes.py) of this container's last page that read the
+# cache alone, or None: the next page's guess (`_cache_alone`).
+_GUESSES: dict[tuple[str, tuple[int, ...]], tuple[str, club_writes.Seen] | None] = {}
 
 
 def _cache_alone(
@@ -168,8 +153,8 @@ def _cache_alone(
     this container served was, with the same shipping clubs; else None.
 
     The clubs that ship are the guess's while no scheduled club change has fallen due since
-    it (checked here) and no transaction its snapshot could not see has written
-    club_status_history since (revision 0015: one probe of club_status_change). The
+    it (checked here) and no transaction its snapshot could not see has written the clubs
+    since (repositories/club_writes.py: one probe of club_write). The
     statement checks that, and that nothing is marked and no cache row lies outside its
     interval, then reads the page, all on its one snapshot: no transaction, one round trip
     instead of three (the clubs and backlog, the page, the ROLLBACK), and no club statuses
@@ -177,11 +162,12 @@ def _cache_alone(
     page it does not answer (the guess no longer holds, the page is empty, or ids hold a
     newline) goes the usual way, which renews the guess.
     """
-    guess = _GUESSES.get(statuses)
-    if guess is None or not guess.holds_at(at):
+    guess = _GUESSES.get((str(connection.engine.url), statuses))
+    if guess is None or not guess[1].holds_at(at):
         return None
+    shipping, seen = guess
     conn = connection.execution_options(isolation_level="AUTOCOMMIT")
-    params = {"at": at, "shipping": guess.shipping, "snapshot": guess.snapshot}
+    params = {"at": at, "shipping": shipping} | seen.params()
     try:
         count, joined = conn.execute(
             _CACHE_ALONE if after is None else _CACHE_ALONE_AFTER,
@@ -327,15 +313,6 @@ def _split(count: int, joined: str | None) -> list[str] | None:
     return ids if len(ids) == count else None
 
 
-class _PgSnapshot(UserDefinedType):
-    """PostgreSQL's pg_snapshot, sent and kept as its text."""
-
-    cache_ok = True
-
-    def get_col_spec(self, **kw) -> str:
-        return "pg_snapshot"
-
-
 def _eligible_statements():
     """GET /subscription/eligible's statements, built once per container (they are hot)."""
     at = bindparam("at", type_=DateTime)
@@ -364,12 +341,9 @@ def _eligible_statements():
         .select_from(text("pg_class"))
         .where(text("oid = 'subscription_current_status'::regclass"))
         .scalar_subquery(),
-        # For the next page's guess (`_Guess`): this snapshot, and the first club status
-        # change scheduled after `at`.
-        cast(func.pg_current_snapshot(), Text),
-        select(func.min(CLUB_HISTORY.effect_date))
-        .where(CLUB_HISTORY.effect_date > at)
-        .scalar_subquery(),
+        # For the next page's guess: the reading of the clubs (database, snapshot, next
+        # scheduled club change).
+        *club_writes.reading(at),
     )
     shipping = any_(cast(bindparam("shipping", type_=Text), ARRAY(Integer)))
     # `club_id + 0`, not the bare column: the planner then does not estimate the selectivity
@@ -438,25 +412,15 @@ def _eligible_statements():
             select(row.id).where(row.club_id.is_(None), span).order_by(row.club_id, row.id),
         )
 
-    # `_cache_alone`: no mark, no cache row outside its interval, and no write to
-    # club_status_history committed that the guess's snapshot could not see (each an index
-    # probe), a one-time filter on the page. The page is then exactly `_FRESH`'s.
-    seen = cast(bindparam("snapshot", type_=Text), _PgSnapshot())
-    change = CLUB_STATUS_CHANGE.c.xid
-    unseen_club_write = (
-        select(literal(1))
-        .where(
-            change >= func.pg_snapshot_xmin(seen),
-            ~func.pg_visible_in_snapshot(change, seen, type_=Boolean),
-        )
-        .exists()
-    )
+    # `_cache_alone`: no mark, no cache row outside its interval, and nothing written to the
+    # clubs that the guess's snapshot did not see (each an index probe), a one-time filter on
+    # the page. The page is then exactly `_FRESH`'s.
     still_cache_alone = select(
         and_(
             ~select(literal(1)).select_from(DIRTY).exists(),
             ~select(literal(1)).where(cache.valid_until <= at).exists(),
             ~select(literal(1)).where(cache.valid_from > at).exists(),
-            ~unseen_club_write,
+            club_writes.still_holds(),
         )
     ).scalar_subquery()
 

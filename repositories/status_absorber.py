@@ -38,8 +38,8 @@ REBUILD_SHARE = 0.4
 # 20,000 at a million.
 VACUUM_AFTER = 10_000
 STATS_LAG = 10.0
-# club_status_change is emptied (leaving one row) when it holds more rows than this.
-CLUB_CHANGES_KEPT = 1_000
+# club_write is emptied (leaving one row) when it holds more rows than this.
+CLUB_WRITES_KEPT = 1_000
 # Rebuilds and slices can outlast the API's statement timeout.
 STATEMENT_TIMEOUT = "10min"
 
@@ -111,7 +111,7 @@ class Absorber:
         if self.written_since_vacuum >= VACUUM_AFTER or (dead >= VACUUM_AFTER and not recent):
             self.vacuum()
             return "vacuum", 0
-        self._prune_club_changes()
+        self._prune_club_writes()
         return "idle", 0
 
     def _write(self, sql: str) -> int:
@@ -119,12 +119,12 @@ class Absorber:
             conn.execute(text(f"SET LOCAL statement_timeout = '{STATEMENT_TIMEOUT}'"))
             return int(conn.scalar(text(sql), {"batch": self.slice}))
 
-    def _prune_club_changes(self) -> None:
-        """Empty club_status_change once it holds more than CLUB_CHANGES_KEPT rows (revision
+    def _prune_club_writes(self) -> None:
+        """Empty club_write once it holds more than CLUB_WRITES_KEPT rows (revision
         0015; one per statement that wrote club_status_history). Every container's guess of
         the shipping clubs fails once after it, and is made again."""
         with self.engine.begin() as conn:
-            pruned = conn.scalar(_PRUNE_CLUB_CHANGES, {"keep": CLUB_CHANGES_KEPT})
+            pruned = conn.scalar(_PRUNE_CLUB_WRITES, {"keep": CLUB_WRITES_KEPT})
         if pruned:
             logger.info("club status changes pruned", rows=pruned)
 
@@ -187,4 +187,4 @@ _STATE = text(
     " (SELECT n_dead_tup FROM pg_stat_user_tables"
     "  WHERE relid = 'subscription_current_status'::regclass)"
 )
-_PRUNE_CLUB_CHANGES = text("SELECT club_status_change_prune(:keep)")
+_PRUNE_CLUB_WRITES = text("SELECT club_write_prune(:keep)")

@@ -106,13 +106,6 @@ DIRTY = Table(
     Column("subscription_id", String(36)),
 )
 
-# Revision 0015: a row per statement that wrote club_status_history, with its transaction's id.
-CLUB_STATUS_CHANGE = Table(
-    "club_status_change",
-    _CACHE_METADATA,
-    Column("xid", String),
-)
-
 
 def _everything_dirty() -> Exists:
     return select(DIRTY.c.seq).where(DIRTY.c.subscription_id.is_(None)).exists()

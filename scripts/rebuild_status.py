@@ -22,10 +22,10 @@ def main() -> int:
     started = time.perf_counter()
     with engine.begin() as conn:
         rows = conn.scalar(text("SELECT subscription_current_status_rebuild()"))
-        # Club statuses written with the triggers off left no row in club_status_change
+        # Club statuses written with the triggers off left no row in club_write
         # (revision 0015): this one, which no earlier snapshot saw, makes every container's
         # guess of the shipping clubs fail once (docs/eligible-cache.md).
-        conn.execute(text("INSERT INTO club_status_change DEFAULT VALUES"))
+        conn.execute(text("INSERT INTO club_write DEFAULT VALUES"))
     engine.dispose()
     print(f"subscription_current_status: {rows} rows in {time.perf_counter() - started:.1f} s")
     return 0

@@ -13,7 +13,7 @@ def test_the_read_api_measurement_calls_each_handler_on_different_rows(small_dat
     # Given a small generated data set, When the read API is measured
     result = read_api.measure(small_dataset, calls=40)
     # Then every call of every endpoint answered 200, and each has a median
-    for name in ("subscription", "club", "clubs", "bare_lookup"):
+    for name in ("subscription", "club", "clubs", "clubs_afresh", "bare_lookup"):
         assert result[name]["ok"] == 40, name
         assert result[name]["median_s"] > 0
 
@@ -27,13 +27,15 @@ def read_numbers(subscription_ms: float) -> dict:
         "calls": 200,
         "subscription": entry(subscription_ms),
         "club": entry(1.0),
-        "clubs": entry(3.0),
+        "clubs": entry(1.5),
+        "clubs_afresh": entry(6.0),
         "bare_lookup": entry(0.1),
     }
 
 
 def test_the_report_passes_the_read_goal_at_5_ms_and_fails_it_above():
-    # Given a run whose slowest read takes 4.9 ms, and one whose subscription read takes 5.1
+    # Given a run whose slowest warm read takes 4.9 ms, and one whose subscription read takes
+    # 5.1
     fast = run_with(pages_s=0.5, distinct_s=2.0, charge_ratio=1.5) | {"read_api": read_numbers(4.9)}
     slow = run_with(pages_s=0.5, distinct_s=2.0, charge_ratio=1.5) | {"read_api": read_numbers(5.1)}
     fast_text, fast_goals = report.markdown(fast)
@@ -41,4 +43,8 @@ def test_the_report_passes_the_read_goal_at_5_ms_and_fails_it_above():
     # Then the first passes and shows the table, the second fails that goal alone
     assert fast_goals[GOAL] is True
     assert "| GET /subscription/{id} | 4.90 ms | 200/200 |" in fast_text
+    # (the list read afresh is shown, not judged: the goal is about warm calls)
+    assert (
+        "| GET /clubs, read afresh (after a write to the clubs) | 6.00 ms | 200/200 |" in fast_text
+    )
     assert [goal for goal, passed in slow_goals.items() if passed is False] == [GOAL]

@@ -209,7 +209,7 @@ def test_scheduled_changes_fall_due_without_any_refresh(db, now):
     assert_exact(db, now)
 
 
-def test_club_status_changes_and_subscriptions_moving_club_are_followed(db, now):
+def test_club_writes_and_subscriptions_moving_club_are_followed(db, now):
     # Given members of an active club and of a club that closes and then retires
     present = real_now()
     open_club = builders.club(db)

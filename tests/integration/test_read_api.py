@@ -6,12 +6,14 @@ import io
 from datetime import datetime, timedelta
 
 import pytest
+from sqlalchemy import text
 
 from handlers import club as club_handler
 from handlers import clubs as clubs_handler
 from handlers import status as status_handler
 from handlers import subscribe as subscribe_handler
 from handlers import subscription as subscription_handler
+from repositories import status_absorber
 from scripts import billing_run
 from tests import builders, platforms
 from tests.events import api_event, invoke
@@ -405,3 +407,83 @@ def test_a_schedule_changed_mid_period_shows_the_period_billing_will_charge(db, 
     now(datetime(2027, 1, 10))
     period = get_subscription(sub)[1]["billing"]["current_period"]
     assert (period["period"], period["billing_date"]) == ("2027-Q1", "2027-01-01T00:00:00")
+
+
+@pytest.fixture
+def sent():
+    """The statements the endpoints send (their first words)."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, *args) -> None:
+        seen.append(" ".join(statement.split()[:4]))
+
+    event.listen(Engine, "before_cursor_execute", record)
+    yield seen
+    event.remove(Engine, "before_cursor_execute", record)
+
+
+def fresh_clubs(**query):
+    """The list as a container that never read it computes it."""
+    from repositories import views
+
+    views._CLUBS_READ.clear()
+    return get_clubs(**query)[1]
+
+
+CLUB_LIST_CHANGES = [
+    "a club status written",
+    "a club renamed",
+    "a club change falls due",
+    "asked before the list was read",
+    "a write in flight while the list was read",
+    "the writes pruned after one in flight",
+]
+
+
+@pytest.mark.parametrize("change", CLUB_LIST_CHANGES)
+def test_the_club_list_is_read_again_only_once_the_clubs_changed(
+    db, now, catalog, sent, monkeypatch, change
+):
+    # Given a list read once (a write to the clubs in flight meanwhile, for two cases)
+    at = now.value()
+    held = db.connect()
+    if "in flight" in change:
+        held.begin()
+        builders.club_status_in(held, catalog["open"], 3, at - timedelta(minutes=1))
+    try:
+        first = get_clubs(status="ALL")[1]
+    finally:
+        if held.in_transaction():
+            held.commit()
+        held.close()
+    # When nothing changed, the list is served again after one probe
+    if "in flight" not in change:
+        assert first == fresh_clubs(status="ALL")
+        sent.clear()
+        assert get_clubs(status="ALL")[1] == first
+        assert sent == ["SELECT (SELECT oid FROM"], sent
+    # When the clubs change, or the instant asked leaves what the reading was about
+    if change == "a club status written":
+        builders.club_status(db, catalog["open"], 3, at - timedelta(minutes=1))
+    elif change == "a club renamed":
+        with db.begin() as conn:
+            conn.execute(
+                text("UPDATE club SET name = 'Hop Heads II' WHERE id = :c"), {"c": catalog["open"]}
+            )
+    elif change == "a club change falls due":
+        now(at + timedelta(days=8))
+    elif change == "asked before the list was read":
+        now(at - timedelta(days=60))
+    elif change == "the writes pruned after one in flight":
+        monkeypatch.setattr(status_absorber, "CLUB_WRITES_KEPT", 0)
+        absorber = status_absorber.Absorber(db)
+        steps = [absorber.step()[0] for _ in range(4)]
+        assert "idle" in steps, steps
+        assert builders.count(db, "club_write") == 1
+    # Then the next list is the one computed afresh, and differs from the first
+    answer = get_clubs(status="ALL")[1]
+    assert answer == fresh_clubs(status="ALL")
+    assert answer != first

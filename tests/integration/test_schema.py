@@ -102,9 +102,10 @@ def test_approved_tables_have_only_their_primary_keys_and_restricting_foreign_ke
         "FOREIGN KEY (status_id) REFERENCES status(id) ON DELETE RESTRICT",
     }
     # And the only triggers are the statement-level ones keeping the current-status cache,
-    # and the one noting each write to the clubs' statuses (revision 0015)
+    # and the ones noting each write to the clubs and their statuses (revision 0015)
     assert triggers == CURRENT_STATUS_TRIGGERS | {
-        ("club_status_history", "trg_club_status_history_changed", "club_status_history_changed")
+        (table, f"trg_{table}_club_written", "club_written")
+        for table in ("club_status_history", "club")
     }
 
 

@@ -641,10 +641,10 @@ def test_pruning_the_club_writes_never_lets_an_earlier_guess_pass(
         assert endpoint_answer({"limit": "5"}) == sorted([*subs, moved])[:5]
         in_flight.commit()
     # When the absorber, idle, empties the table of club writes (more rows than it keeps)
-    monkeypatch.setattr(status_absorber, "CLUB_CHANGES_KEPT", 2)
+    monkeypatch.setattr(status_absorber, "CLUB_WRITES_KEPT", 2)
     assert Absorber(db).step() == ("idle", 0)
     with db.connect() as conn:
-        assert conn.scalar(text("SELECT count(*) FROM club_status_change")) == 1
+        assert conn.scalar(text("SELECT count(*) FROM club_write")) == 1
     # Then the next page still finds a write its guess could not see, and goes the usual way
     paths.clear()
     answer, sent = listed(statements, {})
