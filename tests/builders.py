@@ -33,28 +33,19 @@ def club(
 
 
 def club_status(
-    db: Engine,
+    db: Engine | Connection,
     club_id: int,
     status_id: int,
     effect_date: datetime | None,
     create_date: datetime | None = None,
     row_id: str | None = None,
 ) -> str:
-    with db.begin() as conn:
-        return club_status_in(conn, club_id, status_id, effect_date, create_date, row_id)
-
-
-def club_status_in(
-    conn: Connection,
-    club_id: int,
-    status_id: int,
-    effect_date: datetime | None,
-    create_date: datetime | None = None,
-    row_id: str | None = None,
-) -> str:
-    """A club status row written in the caller's transaction (`club_status` commits its own)."""
+    """A club status row, committed; on a Connection, in its transaction (the caller ends it)."""
+    if isinstance(db, Engine):
+        with db.begin() as conn:
+            return club_status(conn, club_id, status_id, effect_date, create_date, row_id)
     row_id = row_id or str(uuid.uuid4())
-    conn.execute(
+    db.execute(
         text(
             "INSERT INTO club_status_history (id, club_id, club_status_id, effect_date,"
             " create_date) VALUES (:id, :c, :s, :e, :cd)"

@@ -117,6 +117,21 @@ def now():
 
 
 @pytest.fixture
+def statements():
+    """The first four words of each statement sent to the database during the test."""
+    from sqlalchemy import event
+
+    sent: list[str] = []
+
+    def seen(conn, cursor, statement, *args) -> None:
+        sent.append(" ".join(statement.split()[:4]))
+
+    event.listen(Engine, "before_cursor_execute", seen)
+    yield sent
+    event.remove(Engine, "before_cursor_execute", seen)
+
+
+@pytest.fixture
 def logs():
     """The JSON log lines the Powertools logger writes during the test."""
     import io

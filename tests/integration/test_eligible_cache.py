@@ -379,7 +379,7 @@ def test_the_operators_rebuild_command_restores_a_cache_written_around(db, now, 
             text("DELETE FROM subscription_current_status WHERE subscription_id = :s"),
             {"s": subs[1]},
         )
-        builders.club_status_in(conn, closing, 3, real_now() - timedelta(minutes=1))
+        builders.club_status(conn, closing, 3, real_now() - timedelta(minutes=1))
     now(real_now())
     assert endpoint_answer() != rule_answer(db, real_now())
     # When the operator runs make rebuild-status

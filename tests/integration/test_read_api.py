@@ -409,22 +409,6 @@ def test_a_schedule_changed_mid_period_shows_the_period_billing_will_charge(db, 
     assert (period["period"], period["billing_date"]) == ("2027-Q1", "2027-01-01T00:00:00")
 
 
-@pytest.fixture
-def sent():
-    """The statements the endpoints send (their first words)."""
-    from sqlalchemy import event
-    from sqlalchemy.engine import Engine
-
-    seen: list[str] = []
-
-    def record(conn, cursor, statement, *args) -> None:
-        seen.append(" ".join(statement.split()[:4]))
-
-    event.listen(Engine, "before_cursor_execute", record)
-    yield seen
-    event.remove(Engine, "before_cursor_execute", record)
-
-
 def fresh_clubs(**query):
     """The list as a container that never read it computes it."""
     from repositories import views
@@ -445,14 +429,14 @@ CLUB_LIST_CHANGES = [
 
 @pytest.mark.parametrize("change", CLUB_LIST_CHANGES)
 def test_the_club_list_is_read_again_only_once_the_clubs_changed(
-    db, now, catalog, sent, monkeypatch, change
+    db, now, catalog, statements, monkeypatch, change
 ):
     # Given a list read once (a write to the clubs in flight meanwhile, for two cases)
     at = now.value()
     held = db.connect()
     if "in flight" in change:
         held.begin()
-        builders.club_status_in(held, catalog["open"], 3, at - timedelta(minutes=1))
+        builders.club_status(held, catalog["open"], 3, at - timedelta(minutes=1))
     try:
         first = get_clubs(status="ALL")[1]
     finally:
@@ -462,9 +446,9 @@ def test_the_club_list_is_read_again_only_once_the_clubs_changed(
     # When nothing changed, the list is served again after one probe
     if "in flight" not in change:
         assert first == fresh_clubs(status="ALL")
-        sent.clear()
+        statements.clear()
         assert get_clubs(status="ALL")[1] == first
-        assert sent == ["SELECT (SELECT oid FROM"], sent
+        assert statements == ["SELECT (SELECT oid FROM"], statements
     # When the clubs change, or the instant asked leaves what the reading was about
     if change == "a club status written":
         builders.club_status(db, catalog["open"], 3, at - timedelta(minutes=1))

@@ -508,22 +508,6 @@ def test_a_rule_page_brings_odd_ids_back_whole(db, now, no_request_absorb, paths
     assert set(paths) == {"rule"}
 
 
-@pytest.fixture
-def statements():
-    """The first four words of each statement the endpoint sends, per call of `listed`."""
-    from sqlalchemy import event
-    from sqlalchemy.engine import Engine
-
-    sent: list[str] = []
-
-    def seen(conn, cursor, statement, *args) -> None:
-        sent.append(" ".join(statement.split()[:4]))
-
-    event.listen(Engine, "before_cursor_execute", seen)
-    yield sent
-    event.remove(Engine, "before_cursor_execute", seen)
-
-
 def listed(statements: list[str], query: dict) -> tuple[list[str], list[str]]:
     statements.clear()
     answer = endpoint_answer(query)
@@ -579,7 +563,7 @@ def test_a_page_whose_guess_no_longer_holds_goes_the_usual_way(
     in_flight = db.connect()
     if change == "a club write in flight at the guess":
         in_flight.begin()
-        builders.club_status_in(in_flight, other, 3, present - timedelta(minutes=1))
+        builders.club_status(in_flight, other, 3, present - timedelta(minutes=1))
     guessed_at = present - timedelta(hours=1) if change.startswith("a row begins") else present
     now(guessed_at)
     try:
@@ -637,7 +621,7 @@ def test_pruning_the_club_writes_never_lets_an_earlier_guess_pass(
     assert absorb(db) == 1
     with db.connect() as in_flight:
         in_flight.begin()
-        builders.club_status_in(in_flight, other, 3, present - timedelta(minutes=1))
+        builders.club_status(in_flight, other, 3, present - timedelta(minutes=1))
         assert endpoint_answer({"limit": "5"}) == sorted([*subs, moved])[:5]
         in_flight.commit()
     # When the absorber, idle, empties the table of club writes (more rows than it keeps)
