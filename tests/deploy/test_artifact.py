@@ -7,6 +7,7 @@ artifact is a Linux binary of that architecture."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -103,3 +104,35 @@ def test_the_artifact_leaves_out_tests_headers_and_the_runtime_s_boto3(deployed)
     assert not [n for n in names if n.startswith(("boto3/", "botocore/", "greenlet/"))]
     assert "handlers/billing_run.py" in names
     assert "openapi.yaml" in names
+
+
+def test_every_module_of_the_deployed_artifact_comes_with_its_hash_checked_bytecode(deployed):
+    # Given the artifact the stage deploys
+    with zipfile.ZipFile(deployed.artifact) as zipped:
+        names = set(zipped.namelist())
+        sources = sorted(n for n in names if n.endswith(".py") and "/__pycache__/" not in n)
+        # Then next to every module is the bytecode Python 3.11 loads instead of compiling
+        # it (/var/task is read-only: nothing compiled at a cold start is kept): hash-checked
+        # (PEP 552 flags 3), so the zip's modification times do not matter, and for this
+        # very source
+        missing, stale = [], []
+        for source in sources:
+            folder, _, file = source.rpartition("/")
+            cached = f"{folder}/__pycache__/{file[:-3]}.cpython-311.pyc".lstrip("/")
+            if cached not in names:
+                missing.append(source)
+                continue
+            head = zipped.read(cached)[:16]
+            flags = int.from_bytes(head[4:8], "little")
+            if flags != 3 or head[8:16] != importlib.util.source_hash(zipped.read(source)):
+                stale.append(source)
+    assert len(sources) > 500
+    # (serverless-python-requirements leaves out a __pycache__ at the artifact's root, so
+    # the one top-level module among the dependencies is compiled at a cold start)
+    assert missing == ["typing_extensions.py"]
+    assert stale == []
+    assert {"handlers/eligible.py", "repositories/eligible_pages.py"} <= set(sources)
+    if sys.version_info[:2] == (3, 11):
+        with zipfile.ZipFile(deployed.artifact) as zipped:
+            pyc = zipped.read("handlers/__pycache__/eligible.cpython-311.pyc")
+        assert pyc[:4] == importlib.util.MAGIC_NUMBER
