@@ -74,13 +74,12 @@ def eligible_ids(
     conn = connection.execution_options(isolation_level="REPEATABLE READ")
     # The shipping clubs come back as an array's text and go back as it: a literal the
     # server reads at once (a Python list would be sent as ARRAY[...] of a thousand terms).
-    shipping, backlog, outside, cache_rows, *reading = conn.execute(
+    shipping, backlog, outside, cache_rows, database, snapshot, next_change = conn.execute(
         _SHIPPING_AND_BACKLOG, {"at": at, "statuses": list(statuses), "cap": MIX_CAP}
     ).one()
     path = eligible_path(backlog, outside, cache_rows)
-    _GUESSES[(str(connection.engine.url), statuses)] = (
-        (shipping, club_writes.Seen(*reading[:2], at, reading[2])) if path == "cache" else None
-    )
+    seen = club_writes.Seen(database, snapshot, at, next_change)
+    _GUESSES[(str(connection.engine.url), statuses)] = (shipping, seen) if path == "cache" else None
     if shipping == "{}":
         return []
     params = {"at": at, "shipping": shipping, "after": after, "limit": limit}
