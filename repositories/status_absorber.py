@@ -120,13 +120,13 @@ class Absorber:
             return int(conn.scalar(text(sql), {"batch": self.slice}))
 
     def _prune_club_writes(self) -> None:
-        """Empty club_write once it holds more than CLUB_WRITES_KEPT rows (revision
-        0015; one per statement that wrote club_status_history). Every container's guess of
-        the shipping clubs fails once after it, and is made again."""
+        """Empty club_write once it holds more than CLUB_WRITES_KEPT rows (revision 0015; one
+        per statement that wrote club or club_status_history). What every container read of
+        the clubs (eligible's guess, GET /clubs' list) is read again once after it."""
         with self.engine.begin() as conn:
             pruned = conn.scalar(_PRUNE_CLUB_WRITES, {"keep": CLUB_WRITES_KEPT})
         if pruned:
-            logger.info("club status changes pruned", rows=pruned)
+            logger.info("club writes pruned", rows=pruned)
 
     def _analyze_history(self) -> None:
         """After a rebuild (a bulk load, a TRUNCATE): the tables the plain rule reads get

@@ -1,5 +1,5 @@
 """Rebuild subscription_current_status from the history, in one statement, and have every
-container read the clubs' statuses again.
+container read the clubs again.
 
 python -m scripts.rebuild_status   # on DATABASE_URL (make rebuild-status sets it)
 
@@ -22,9 +22,9 @@ def main() -> int:
     started = time.perf_counter()
     with engine.begin() as conn:
         rows = conn.scalar(text("SELECT subscription_current_status_rebuild()"))
-        # Club statuses written with the triggers off left no row in club_write
-        # (revision 0015): this one, which no earlier snapshot saw, makes every container's
-        # guess of the shipping clubs fail once (docs/eligible-cache.md).
+        # Clubs written with the triggers off left no row in club_write (revision 0015):
+        # this one, which no earlier snapshot saw, makes every container read the clubs
+        # again (eligible's guess, GET /clubs' list; docs/eligible-cache.md).
         conn.execute(text("INSERT INTO club_write DEFAULT VALUES"))
     engine.dispose()
     print(f"subscription_current_status: {rows} rows in {time.perf_counter() - started:.1f} s")
