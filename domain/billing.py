@@ -1,9 +1,10 @@
 """The billing run: which subscriptions to charge now, and charging (or ending) each one.
 
 `plan` streams the eligible subscriptions and says, for each, what its periods still need
-(a message naming the period and the step: charge, cancel or abandon); `settle` carries
-out one message after re-reading the ledger under lock, with the same `charges.charge` as
-the endpoint, so the ledger keeps each period exactly once however often a message comes.
+(a message naming the period and the step: charge, cancel or abandon);
+domain/settlement.py carries out one message after re-reading the ledger under lock, with
+the same `charges.charge` as the endpoint, so the ledger keeps each period exactly once
+however often a message comes.
 
 Only declines (402, 422, a payment-outcome failure) open and fill a period's retry window
 (`retry_window` from its first decline). A declined period is retried inside its own
@@ -20,16 +21,16 @@ from __future__ import annotations
 import math
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from domain import audit, charges, errors, schedules, subscriptions
+from domain import audit, schedules
 from domain.audit import Action, AuditEntry
-from domain.charges import Charge, ChargeState, ChargeTarget
-from domain.model import SHIPPING_CLUB_STATUSES, SubscriptionStatus
-from domain.ports import Ecommerce, UnitOfWork
+from domain.charges import Charge, ChargeState
+from domain.model import SHIPPING_CLUB_STATUSES
+from domain.ports import UnitOfWork
 
 # Fixed forever: request ids derived from it must stay the same across deployments.
 REQUEST_ID_NAMESPACE = uuid.UUID("6f1c8f2e-5b7d-4e1a-9c3b-2d4e6f8a0b1c")
@@ -187,7 +188,7 @@ def decide(
         elif latest_paid is not None and row.billing_date and latest_paid > row.billing_date:
             messages.append(BillingMessage(sub, row.period, "-", Step.ABANDON))
         else:
-            reason = f"no successful charge for {row.period} within {_days(retry_window)}"
+            reason = f"no successful charge for {row.period} within {window_days(retry_window)}"
             return [BillingMessage(sub, row.period, "-", Step.CANCEL, reason)], settled
     if current is None or settled is not None:
         return messages, settled
@@ -196,7 +197,7 @@ def decide(
         and now_row.state == FAILED
         and window_closed(now_row, now, retry_window)
     ):
-        reason = f"no successful charge for {current.key} within {_days(retry_window)}"
+        reason = f"no successful charge for {current.key} within {window_days(retry_window)}"
         return [BillingMessage(sub, current.key, "-", Step.CANCEL, reason)], None
     in_flight = now_row is not None and now_row.state == ChargeState.PENDING
     if in_flight and not _stale(now_row, now, pending_timeout):
@@ -445,260 +446,7 @@ def eligible_count(uow: UnitOfWork, now: datetime) -> int:
         return uow.billing.count_eligible(now, SHIPPING_CLUB_STATUSES)
 
 
-def settle(
-    uow: UnitOfWork,
-    platform: Ecommerce,
-    subscription_id: str,
-    clock: Callable[[], datetime],
-    pending_timeout: timedelta,
-    retry_window: timedelta = DEFAULT_RETRY_WINDOW,
-    period: str | None = None,
-    step: Step = Step.CHARGE,
-) -> Outcome:
-    """Carry out one message: charge, cancel or abandon `period` (default: the current
-    one) after re-reading the ledger under lock; a message whose reason is gone (paid
-    meanwhile, window closed, card report cleared) is skipped.
-
-    Raises ChargeInProgress and PlatformError (5xx, unreachable, timeout, refused
-    credentials, throttling): the caller retries those (SQS redelivers the message).
-    """
-    now = clock()
-    with uow:
-        target = uow.charges.target(subscription_id, now)
-        if target is None:
-            return Outcome.SKIPPED
-        current = target.period(now)
-        key = period or (current.key if current else None)
-        if key is None:
-            return Outcome.SKIPPED
-        ledger = uow.charges.find_for_update(subscription_id, key)
-        if ledger is not None and ledger.state == ChargeState.SUCCEEDED:
-            return Outcome.ALREADY_CHARGED
-        if ledger is not None and ledger.state == ChargeState.ABANDONED:
-            return Outcome.SKIPPED
-        if charges.not_eligible_reason(target):
-            return Outcome.SKIPPED
-        card = uow.billing.card_unavailable(target.customer_id, target.started)
-        latest_paid = None
-        closed = ledger is not None and ledger.state == FAILED
-        if closed and window_closed(ledger, now, retry_window):
-            # Only a declined period whose window closed asks it (decide, _settle_cancel).
-            latest_paid = uow.charges.latest_paid(subscription_id)
-    if step == Step.ABANDON:
-        return _abandon(uow, target, key, ledger, now, current)
-    if step == Step.CANCEL:
-        return _settle_cancel(uow, target, key, ledger, card, latest_paid, now, retry_window)
-    is_current = current is not None and key == current.key
-    # The run's own decision (`decide`, what `plan` queued and the forecast reported),
-    # taken again on the ledger row just read under lock: the message is carried out only
-    # if it still stands. So an earlier period is retried only after a decline and inside
-    # its window, a closed window or a card report is left to the next run's plan (behind
-    # the breaker), an error/unknown earlier period is not charged here. An attempt in
-    # flight goes on to `charges.charge`, which answers ChargeInProgress (SQS retries).
-    messages, _settled = decide(
-        Candidate(subscription_id, target.schedule, target.started),
-        current,
-        [ledger] if ledger is not None else [],
-        card,
-        latest_paid,
-        now,
-        retry_window,
-        pending_timeout,
-    )
-    in_flight = is_current and ledger is not None and ledger.state == ChargeState.PENDING
-    if not in_flight and not any(m.period == key and m.step == Step.CHARGE for m in messages):
-        return Outcome.SKIPPED
-    failed = ledger.attempts if ledger is not None and ledger.state == FAILED else 0
-    request_id = request_id_for(subscription_id, key, failed)
-    wanted = current if is_current else schedules.Period(key, ledger.billing_date or now)
-    try:
-        result = charges.charge(
-            uow,
-            platform,
-            subscription_id,
-            request_id,
-            clock,
-            pending_timeout,
-            audit.BILLING_RUN,
-            period=wanted,
-        )
-    except (errors.SubscriptionNotEligible, errors.SubscriptionNotFound, errors.ChargeAbandoned):
-        return Outcome.SKIPPED
-    if result.replayed:
-        return Outcome.ALREADY_CHARGED
-    state = charges.answer_state(result.answer.status)
-    if state == ChargeState.SUCCEEDED:
-        return Outcome.CHARGED
-    return Outcome.FAILED if state == FAILED else Outcome.PLATFORM_ERROR
-
-
-class _Voided(Exception):
-    """The ledger row moved under the cancellation: roll it back, cancel nobody."""
-
-
-def settle_message(
-    uow: UnitOfWork,
-    platform: Ecommerce,
-    message: BillingMessage,
-    clock: Callable[[], datetime],
-    pending_timeout: timedelta,
-    retry_window: timedelta = DEFAULT_RETRY_WINDOW,
-) -> Outcome:
-    """`settle` for a queued message: its subscription, period and step."""
-    return settle(
-        uow,
-        platform,
-        message.subscription_id,
-        clock,
-        pending_timeout,
-        retry_window,
-        period=message.period,
-        step=message.step,
-    )
-
-
-def _settle_cancel(
-    uow: UnitOfWork,
-    target: ChargeTarget,
-    key: str,
-    ledger: Charge | None,
-    card: CardReport | None,
-    latest_paid: datetime | None,
-    now: datetime,
-    retry_window: timedelta,
-) -> Outcome:
-    if card is not None:
-        details = (
-            f"Cancelled by billing: the customer's card is {card.reason} "
-            f"(reported by the e-commerce platform on {card.reported_at:%Y-%m-%d})"
-        )
-        return _cancel(uow, target, key, ledger, now, details)
-    if ledger is None or ledger.state != FAILED or not window_closed(ledger, now, retry_window):
-        return Outcome.SKIPPED
-    if latest_paid is not None and ledger.billing_date and latest_paid > ledger.billing_date:
-        # Never cancel for a period older than the latest paid one.
-        return _abandon(uow, target, key, ledger, now, None)
-    details = (
-        f"Cancelled by billing: no successful charge for {key} within "
-        f"{_days(retry_window)} (last answer: {_last_answer(ledger)})"
-    )
-    return _cancel(uow, target, key, ledger, now, details)
-
-
-def _abandon(
-    uow: UnitOfWork,
-    target: ChargeTarget,
-    key: str,
-    ledger: Charge | None,
-    now: datetime,
-    current: schedules.Period | None,
-) -> Outcome:
-    """Close a period without cancelling anyone: a later period was paid, or it ended
-    after platform failures only. A current period is never abandoned this way."""
-    if ledger is None or (current is not None and key == current.key):
-        return Outcome.SKIPPED
-    with uow:
-        row = uow.charges.find_for_update(target.subscription_id, key)
-        if row is None or row.state not in (FAILED, ChargeState.ERROR):
-            return Outcome.SKIPPED
-        closed = uow.charges.transition(
-            row, ChargeState.ABANDONED, now, reason=f"abandoned: {_last_answer(row)}"
-        )
-        if closed is None:
-            return Outcome.SKIPPED
-        uow.audit.add(
-            AuditEntry(
-                Action.ABANDONED,
-                audit.BILLING_RUN,
-                now,
-                target.subscription_id,
-                key,
-                row.id,
-                row.request_id,
-                details=f"period closed without cancelling anyone after {row.attempts} "
-                f"attempt(s): {_last_answer(row)}",
-            )
-        )
-        uow.commit()
-    return Outcome.ABANDONED
-
-
-def _days(window: timedelta) -> str:
+def window_days(window: timedelta) -> str:
+    """A retry window as its reasons write it: "5 days"."""
     days = window / timedelta(days=1)
     return f"{days:g} day" + ("" if days == 1 else "s")
-
-
-def _last_answer(ledger: Charge) -> str:
-    if ledger.failure_reason:
-        return ledger.failure_reason
-    if ledger.platform_status is not None:
-        return f"HTTP {ledger.platform_status}"
-    return "no answer" if ledger.state != ChargeState.FAILED else "refused"
-
-
-def _cancel(
-    uow: UnitOfWork,
-    target: ChargeTarget,
-    period: str,
-    ledger: Charge | None,
-    now: datetime,
-    details: str,
-) -> Outcome:
-    """Cancel through the status history (superseding scheduled changes, as the status
-    endpoint does) and, in the same transaction, close the ledger and audit both."""
-
-    def record(tx: UnitOfWork) -> None:
-        charge_id = None
-        if ledger is not None:
-            # Re-read under lock: only a row still failed, unknown or errored is closed;
-            # one paid (or settled) meanwhile voids the whole cancellation.
-            row = tx.charges.find_for_update(target.subscription_id, period)
-            if row is None or row.state not in (
-                FAILED,
-                ChargeState.UNKNOWN,
-                ChargeState.ERROR,
-                ChargeState.PENDING,
-            ):
-                raise _Voided
-            closed = tx.charges.transition(row, ChargeState.ABANDONED, now, reason=details)
-            if closed is None:
-                raise _Voided
-            charge_id = closed.id
-            tx.audit.add(
-                AuditEntry(
-                    Action.ABANDONED,
-                    audit.BILLING_RUN,
-                    now,
-                    target.subscription_id,
-                    period,
-                    charge_id,
-                    ledger.request_id,
-                    target.customer_id,
-                    f"final failure after {ledger.attempts} attempt(s): {_last_answer(ledger)}",
-                )
-            )
-        tx.audit.add(
-            AuditEntry(
-                Action.CANCELLATION,
-                audit.BILLING_RUN,
-                now,
-                target.subscription_id,
-                period,
-                charge_id,
-                customer_id=target.customer_id,
-                details=details,
-            )
-        )
-
-    try:
-        subscriptions.change_status(
-            uow,
-            target.subscription_id,
-            SubscriptionStatus.CANCELLED,
-            now,
-            details=details[:256],
-            also=record,
-        )
-    except _Voided:
-        return Outcome.SKIPPED
-    return Outcome.CANCELLED

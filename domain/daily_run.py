@@ -5,7 +5,7 @@ In order, as the scheduled run does them (handlers/billing_run.py, which queues 
 producer's messages to SQS instead of settling them here): the club-change sweep; the
 run's own forecast, stored unless one was stored for this instant; the producer
 (`billing.produce`: the plan, charges first, the cancellations weighed once by the
-breaker over the whole due set and held above its limit); the worker's `billing.settle`
+breaker over the whole due set and held above its limit); the worker's `settlement.settle`
 for each message; then the forecast compared with what the run audited.
 """
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from domain import audit, billing, club_changes, errors, forecast, forecast_runs
+from domain import audit, billing, club_changes, errors, forecast, forecast_runs, settlement
 from domain.club_change_model import SweepReport
 from domain.ports import Ecommerce, UnitOfWork
 
@@ -61,7 +61,7 @@ def run(
 
     def settle(message: billing.BillingMessage) -> tuple[billing.BillingMessage, Any]:
         try:
-            return message, billing.settle_message(
+            return message, settlement.settle_message(
                 new_uow(), platform, message, clock, pending_timeout, retry_window
             )
         except (errors.PlatformError, errors.ChargeInProgress):

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from domain import billing, charges, errors, reconciliation, subscriptions
+from domain import billing, charges, errors, reconciliation, settlement, subscriptions
 from domain.audit import AuditEntry
 from domain.charges import ChargeResult, ChargeState
 from domain.model import ClubStatus, SubscriptionStatus
@@ -193,7 +193,7 @@ def release_cancellations(
     retry_window: timedelta,
 ) -> list[tuple[billing.BillingMessage, billing.Outcome]]:
     """`billing.release_held` (audited with the operator's name), then each released
-    cancellation carried out by the worker's own rules (`billing.settle` re-reads the
+    cancellation carried out by the worker's own rules (`settlement.settle` re-reads the
     ledger row under lock: only a period still declined past its window, or a card report
     still standing, cancels anyone).
 
@@ -205,7 +205,7 @@ def release_cancellations(
     client = platform()
     done = []
     for message in released:
-        outcome = billing.settle_message(
+        outcome = settlement.settle_message(
             new_uow(), client, message, clock, pending_timeout, retry_window
         )
         done.append((message, outcome))

@@ -29,7 +29,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from adapters import alarms
 from common import clock, settings
 from common.observability import logger, metrics
-from domain import billing, errors
+from domain import billing, errors, settlement
 from handlers.charge import platform
 from repositories.unit_of_work import SqlAlchemyUnitOfWork
 
@@ -52,7 +52,7 @@ METRIC = {
 
 def settle_one(message: billing.BillingMessage) -> billing.Outcome:
     config = settings.get()
-    return billing.settle_message(
+    return settlement.settle_message(
         SqlAlchemyUnitOfWork(),
         platform(),
         message,

@@ -25,7 +25,7 @@ run's planning instant); charges and abandons are queued as usual.
 `make release-cancellations` releases them.
 A message can be queued twice only when an invocation dies between SQS's acknowledgement
 and the checkpoint (at most CHECKPOINT_EVERY); the ledger charges a period once whatever
-the number of messages (`billing.settle`), so that costs a no-op delivery, never a charge.
+the number of messages (`settlement.settle`), so that costs a no-op delivery, never a charge.
 """
 
 from __future__ import annotations

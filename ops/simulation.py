@@ -6,7 +6,7 @@ changing club, held cancellations released), the webhooks due that day at 05:30 
 `domain.webhooks.receive`, late or twice as scripted), then at 06:00 the daily run
 exactly as `make billing-run` runs it, the same function (`domain.daily_run.run`): the
 club-change sweep, its forecast stored, the producer with the deployment's cancellation
-breaker, `billing.settle` for each message against the fake platform (fake_ecommerce,
+breaker, `settlement.settle` for each message against the fake platform (fake_ecommerce,
 called in-process: its order logic without the socket), and the forecast compared with
 what the run audited. Nothing jumps over a day. The report is ops/simulation_report.py.
 

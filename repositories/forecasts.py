@@ -1,6 +1,6 @@
 """What the forecast reads (the run's decision inputs, a chunk at a time) and stores.
 
-The inputs are the ones `billing.settle` reads one subscription at a time (the charge
+The inputs are the ones `settlement.settle` reads one subscription at a time (the charge
 target, the period's ledger row, the latest open charge of another period, the card
 report), read here for a thousand subscriptions per statement and without locks: the
 forecast writes nothing the run depends on.

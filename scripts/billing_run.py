@@ -3,7 +3,7 @@
     python -m scripts.billing_run
 
 The same producer as the scheduled Lambda (`domain.billing.produce`, with its breaker)
-and the same worker (`domain.billing.settle`), but each subscription is settled
+and the same worker (`domain.settlement.settle`), but each subscription is settled
 in-process instead of through SQS (`domain.daily_run.run`, which the simulation runs
 too). The platform, in this order:
 

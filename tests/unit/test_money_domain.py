@@ -1,4 +1,4 @@
-"""billing.settle and webhooks.receive on fakes whose unit of work rolls back what it did
+"""settlement.settle and webhooks.receive on fakes whose unit of work rolls back what it did
 not commit (issue 12, point 12)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from domain import billing, errors, webhooks
+from domain import billing, errors, settlement, webhooks
 from domain.billing import CardReport, Outcome, Step
 from domain.charges import ChargeState, ChargeTarget
 from domain.model import Subscription
@@ -31,7 +31,7 @@ def uow():
 
 
 def settle(uow, platform, at=NOW, **options):
-    return billing.settle(uow, platform, "s1", lambda: at, TIMEOUT, WINDOW, **options)
+    return settlement.settle(uow, platform, "s1", lambda: at, TIMEOUT, WINDOW, **options)
 
 
 def row(uow, period="2026-11"):
