@@ -4,7 +4,7 @@ and every simulated day of `ops simulate` (ops/simulation.py) run this one funct
 In order, as the scheduled run does them (handlers/billing_run.py, which queues the same
 producer's messages to SQS instead of settling them here): the club-change sweep; the
 run's own forecast, stored unless one was stored for this instant; the producer
-(`billing.produce`: the plan, charges first, the cancellations weighed once by the
+(`cancellation_breaker.produce`: the plan, charges first, the cancellations weighed once by the
 breaker over the whole due set and held above its limit); the worker's `settlement.settle`
 for each message; then the forecast compared with what the run audited.
 """
@@ -17,7 +17,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from domain import audit, billing, club_changes, errors, forecast, forecast_runs, settlement
+from domain import (
+    audit,
+    billing,
+    cancellation_breaker,
+    club_changes,
+    errors,
+    forecast,
+    forecast_runs,
+    settlement,
+)
 from domain.club_change_model import SweepReport
 from domain.ports import Ecommerce, UnitOfWork
 
@@ -32,7 +41,7 @@ Settler = Callable[
 class DailyRun:
     now: datetime
     sweep: SweepReport
-    summary: billing.RunSummary
+    summary: cancellation_breaker.RunSummary
     # What settling the messages came to, how many of each (None: the platform failed,
     # or a charge of the period was in flight: the queue would deliver it again).
     outcomes: Counter[billing.Outcome | None] = field(default_factory=Counter)
@@ -43,7 +52,7 @@ def run(
     new_uow: Callable[[], UnitOfWork],
     platform: Ecommerce,
     clock: Callable[[], datetime],
-    breaker: billing.Breaker,
+    breaker: cancellation_breaker.Breaker,
     pending_timeout: timedelta,
     retry_window: timedelta,
     settle_all: Settler = map,
@@ -57,7 +66,7 @@ def run(
     forecast_runs.before_run(
         new_uow(), new_uow(), now, now, pending_timeout, retry_window, breaker=breaker
     )
-    done = DailyRun(now, swept, billing.RunSummary())
+    done = DailyRun(now, swept, cancellation_breaker.RunSummary())
 
     def settle(message: billing.BillingMessage) -> tuple[billing.BillingMessage, Any]:
         try:
@@ -68,7 +77,9 @@ def run(
             return message, None
 
     # Streamed: `map` settles each message as the producer yields it.
-    produced = billing.produce(new_uow(), now, breaker, done.summary, retry_window, pending_timeout)
+    produced = cancellation_breaker.produce(
+        new_uow(), now, breaker, done.summary, retry_window, pending_timeout
+    )
     for message, outcome in settle_all(settle, produced):
         done.outcomes[outcome] += 1
         if on_settled is not None:

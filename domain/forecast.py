@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from domain import billing, forecast_changes
+from domain import billing, cancellation_breaker, forecast_changes
 from domain.billing import Step
 from domain.forecast_model import CANCEL, HELD, RETRY, ClubChangeTaking, Inputs, Line
 from domain.ports import UnitOfWork
@@ -170,19 +170,19 @@ def compute(
     pending_timeout: timedelta,
     retry_window: timedelta = billing.DEFAULT_RETRY_WINDOW,
     excluded: bool = False,
-    breaker: billing.Breaker | None = None,
+    breaker: cancellation_breaker.Breaker | None = None,
 ) -> Forecast:
     """The forecast of the run at `at`; `excluded` also counts, per club, the members the
     run will not look at and why (a scan of subscription_now: not for the run itself).
     `breaker`: the run's (default: the defaults of the settings)."""
-    breaker = breaker or billing.Breaker()
+    breaker = breaker or cancellation_breaker.Breaker()
     with reader:
         changes = reader.forecasts.club_changes(at, at - DAY)
         # A resumed run keeps the decision its first invocation made (handlers/billing_run).
         already_held = reader.holds.held_at(at)
     targets = {change.target_subscription_id: change for change in changes}
     found: list[Line] = []
-    run = billing.RunSummary()
+    run = cancellation_breaker.RunSummary()
     target_states: dict[str, Any] = {}
     for item in lines(uow, reader, at, pending_timeout, retry_window):
         if isinstance(item, Line):

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from domain import billing
+from domain import billing, cancellation_breaker
 from domain.billing import Step
 from domain.forecast import Forecast, compute, next_run
 from domain.forecast_model import CANCEL, HELD, RETRY, Line
@@ -82,7 +82,7 @@ def before_run(
     now: datetime,
     pending_timeout: timedelta,
     retry_window: timedelta = billing.DEFAULT_RETRY_WINDOW,
-    breaker: billing.Breaker | None = None,
+    breaker: cancellation_breaker.Breaker | None = None,
 ) -> bool:
     """Store the forecast of the run at `run_at` unless one was stored for it before;
     True when it was computed now."""
@@ -103,7 +103,7 @@ def answer(
     limit: int,
     pending_timeout: timedelta,
     retry_window: timedelta = billing.DEFAULT_RETRY_WINDOW,
-    breaker: billing.Breaker | None = None,
+    breaker: cancellation_breaker.Breaker | None = None,
 ) -> dict[str, Any]:
     """The per-club summary and one page of details (by subscription id): from the
     stored forecast of the run at `at` when there is one (a million lines are read a page
@@ -155,7 +155,7 @@ def prepare(
     now: datetime,
     pending_timeout: timedelta,
     retry_window: timedelta = billing.DEFAULT_RETRY_WINDOW,
-    breaker: billing.Breaker | None = None,
+    breaker: cancellation_breaker.Breaker | None = None,
 ) -> Forecast:
     """Store the forecast of the next daily run (the endpoint then reads it)."""
     upcoming = compute(uow, reader, next_run(now), pending_timeout, retry_window, True, breaker)

@@ -12,7 +12,15 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from domain import billing, charges, errors, reconciliation, settlement, subscriptions
+from domain import (
+    billing,
+    cancellation_breaker,
+    charges,
+    errors,
+    reconciliation,
+    settlement,
+    subscriptions,
+)
 from domain.audit import AuditEntry
 from domain.charges import ChargeResult, ChargeState
 from domain.model import ClubStatus, SubscriptionStatus
@@ -192,14 +200,14 @@ def release_cancellations(
     pending_timeout: timedelta,
     retry_window: timedelta,
 ) -> list[tuple[billing.BillingMessage, billing.Outcome]]:
-    """`billing.release_held` (audited with the operator's name), then each released
+    """`cancellation_breaker.release_held` (audited with the operator's name), then each released
     cancellation carried out by the worker's own rules (`settlement.settle` re-reads the
     ledger row under lock: only a period still declined past its window, or a card report
     still standing, cancels anyone).
 
     `platform` builds the client, only when something was released: with nothing held
     this needs no platform settings."""
-    released = billing.release_held(new_uow(), clock(), operator)
+    released = cancellation_breaker.release_held(new_uow(), clock(), operator)
     if not released:
         return []
     client = platform()

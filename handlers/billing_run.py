@@ -17,7 +17,7 @@ It is built to be cut off and resumed, never restarted from the top:
 The cancellation breaker (docs/money-path.md) is decided once per run day, over the
 whole due set, before anything is queued: the first invocation of the day counts the due
 set and plans, without queueing, the members it could cancel
-(`billing.weigh_cancellations`), counting the cancellations it would cause. Above
+(`cancellation_breaker.weigh_cancellations`), counting the cancellations it would cause. Above
 BILLING_MAX_CANCELLATIONS it holds them all (billing_hold, held at the run's planning
 instant), emits CancellationsHeld (alarmed on), and the stream then queues no
 cancellation, in this invocation or any that resumes it (they find the holds dated at the
@@ -43,7 +43,15 @@ from sqlalchemy import Engine, create_engine
 from adapters.billing_queue import BATCH_SIZE, SqsBillingQueue
 from common import clock, settings
 from common.observability import logger, metrics
-from domain import audit, billing, club_change_model, club_changes, forecast, forecast_runs
+from domain import (
+    audit,
+    billing,
+    cancellation_breaker,
+    club_change_model,
+    club_changes,
+    forecast,
+    forecast_runs,
+)
 from domain.billing_runs import RunState, run_date_for
 from repositories.billing_runs import SqlAlchemyBillingRunRepository
 from repositories.unit_of_work import SqlAlchemyUnitOfWork
@@ -85,8 +93,8 @@ def run_engine() -> Engine:
     )
 
 
-def breaker() -> billing.Breaker:
-    return billing.Breaker.configured(settings.get())
+def breaker() -> cancellation_breaker.Breaker:
+    return cancellation_breaker.Breaker.configured(settings.get())
 
 
 class Senders:
@@ -221,13 +229,13 @@ class Run:
     def _breaker(self, state: RunState) -> bool:
         """True when this run day's cancellations are held (decided once, before the
         first message of the day is queued; see the module's docstring)."""
-        if billing.held_at(SqlAlchemyUnitOfWork(self.engine), state.planned_at):
+        if cancellation_breaker.held_at(SqlAlchemyUnitOfWork(self.engine), state.planned_at):
             return True
         if state.last_queued_id is not None:
             # An earlier invocation decided, and held nothing.
             return False
-        summary = billing.RunSummary()
-        held = billing.weigh_cancellations(
+        summary = cancellation_breaker.RunSummary()
+        held = cancellation_breaker.weigh_cancellations(
             SqlAlchemyUnitOfWork(self.engine),
             state.planned_at,
             breaker(),

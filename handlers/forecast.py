@@ -11,19 +11,19 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from common import clock, settings
 from common.observability import logger, metrics
-from domain import billing, forecast, forecast_runs
+from domain import cancellation_breaker, forecast, forecast_runs
 from handlers import http
 from handlers.schemas import ForecastQuery
 from repositories.unit_of_work import SqlAlchemyUnitOfWork
 
 
-def _windows() -> tuple[timedelta, timedelta, billing.Breaker]:
+def _windows() -> tuple[timedelta, timedelta, cancellation_breaker.Breaker]:
     """The run's settings the forecast decides with: its windows and its breaker."""
     config = settings.get()
     return (
         timedelta(seconds=config.charge_pending_timeout_seconds),
         timedelta(days=config.billing_retry_days),
-        billing.Breaker.configured(config),
+        cancellation_breaker.Breaker.configured(config),
     )
 
 

@@ -35,7 +35,7 @@ from typing import Any, TextIO
 from sqlalchemy.engine import make_url
 
 from common import clock, settings
-from domain import billing, errors, forecast, forecast_runs, operations
+from domain import cancellation_breaker, errors, forecast, forecast_runs, operations
 from domain.model import ClubStatus
 from repositories.unit_of_work import SqlAlchemyUnitOfWork
 
@@ -299,7 +299,7 @@ def cmd_forecast(args, stdin, out) -> int:
         pending_timeout,
         retry_window,
         True,
-        billing.Breaker.configured(settings.get()),
+        cancellation_breaker.Breaker.configured(settings.get()),
     )
     if args.store:
         confirm(args, f"store the forecast of the run at {at}", stdin, out)
@@ -387,9 +387,7 @@ def _held_row(message) -> dict[str, Any]:
 
 
 def cmd_release_cancellations(args, stdin, out) -> int:
-    from domain import billing
-
-    held = billing.held(SqlAlchemyUnitOfWork())
+    held = cancellation_breaker.held(SqlAlchemyUnitOfWork())
     if args.list or not held:
         rows = [_held_row(m) for m in held]
         _print(args, out, rows, table(rows, ["subscription_id", "period", "reason"]))

@@ -6,8 +6,8 @@ At 05:00 of the day, before its webhooks and its run: members paused
 opened or closed (`operations.change_club_status`, as `ops club` does), members moved to
 another club (`club_changes.request_change`, as `POST /subscription/{id}/club-change/`
 does), and the cancellations the breaker held released by an operator
-(`billing.release_held`, then the worker's `settlement.settle`, as `ops release-cancellations`
-does).
+(`cancellation_breaker.release_held`, then the worker's `settlement.settle`, as
+`ops release-cancellations` does).
 """
 
 from __future__ import annotations

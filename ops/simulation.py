@@ -31,7 +31,7 @@ import orjson
 from sqlalchemy import text
 
 from common import clock
-from domain import billing, daily_run, forecast, webhooks
+from domain import billing, cancellation_breaker, daily_run, forecast, webhooks
 from domain.ports import PlatformAnswer
 from domain.webhooks import EventType, PlatformEvent
 from fake_ecommerce import server as fake
@@ -219,7 +219,7 @@ def simulate(
     database.reset()
     windows = (pending_timeout, retry_window)
     # The deployment's breaker, as the run reads it (BILLING_MAX_CANCELLATIONS...).
-    breaker = billing.Breaker.configured(settings.get())
+    breaker = cancellation_breaker.Breaker.configured(settings.get())
     rng = random.Random(scenario.seed)  # noqa: S311 (a reproducible scenario, not a secret)
     platform = SimulatedPlatform(scenario, rng)
     end = _add_months(start, months)

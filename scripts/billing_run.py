@@ -2,7 +2,7 @@
 
     python -m scripts.billing_run
 
-The same producer as the scheduled Lambda (`domain.billing.produce`, with its breaker)
+The same producer as the scheduled Lambda (`domain.cancellation_breaker.produce`, with its breaker)
 and the same worker (`domain.settlement.settle`), but each subscription is settled
 in-process instead of through SQS (`domain.daily_run.run`, which the simulation runs
 too). The platform, in this order:
@@ -32,7 +32,7 @@ import requests
 
 from adapters import secrets
 from common import clock, settings
-from domain import billing, daily_run, errors
+from domain import billing, cancellation_breaker, daily_run, errors
 from fake_ecommerce import server as fake
 from handlers.charge import platform
 from repositories.unit_of_work import SqlAlchemyUnitOfWork
@@ -174,7 +174,7 @@ def run(out: TextIO = sys.stdout) -> Counter[str]:
         SqlAlchemyUnitOfWork,
         platform(),
         clock.now,
-        billing.Breaker.configured(config),
+        cancellation_breaker.Breaker.configured(config),
         timedelta(seconds=config.charge_pending_timeout_seconds),
         timedelta(days=config.billing_retry_days),
         on_settled=settled,

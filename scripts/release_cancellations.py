@@ -18,7 +18,7 @@ from collections import Counter
 from datetime import timedelta
 
 from common import clock, settings
-from domain import billing, operations
+from domain import cancellation_breaker, operations
 from handlers.charge import platform
 from repositories.unit_of_work import SqlAlchemyUnitOfWork
 
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--operator", default=os.environ.get("USER") or getpass.getuser())
     args = parser.parse_args(argv)
     if args.list:
-        for message in billing.held(SqlAlchemyUnitOfWork()):
+        for message in cancellation_breaker.held(SqlAlchemyUnitOfWork()):
             print(f"{message.subscription_id}\t{message.period}\t{message.reason}")
         return 0
     config = settings.get()

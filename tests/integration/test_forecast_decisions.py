@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from common import clock, settings
-from domain import billing, club_changes, forecast, forecast_runs
+from domain import cancellation_breaker, club_changes, forecast, forecast_runs
 from domain.club_change_model import ChangeRequest, When
 from repositories.unit_of_work import SqlAlchemyUnitOfWork
 from scripts import billing_run, release_cancellations
@@ -28,7 +28,7 @@ def platform(monkeypatch, database_url):
         yield running
 
 
-def compute(at: datetime, breaker: billing.Breaker | None = None) -> forecast.Forecast:
+def compute(at: datetime, breaker: cancellation_breaker.Breaker | None = None) -> forecast.Forecast:
     uow = SqlAlchemyUnitOfWork
     return forecast.compute(uow(), uow(), at, *WINDOW, breaker=breaker)
 
@@ -123,11 +123,11 @@ def test_a_change_taking_effect_now_is_reported_by_the_next_run_s_forecast(db, n
     assert billing_run.run(io.StringIO())["forecast agreed"] == 1
 
 
-def breaker_of(monkeypatch, fraction: str, floor: str) -> billing.Breaker:
+def breaker_of(monkeypatch, fraction: str, floor: str) -> cancellation_breaker.Breaker:
     monkeypatch.setenv("BILLING_MAX_CANCELLATIONS", fraction)
     monkeypatch.setenv("BILLING_MAX_CANCELLATIONS_FLOOR", floor)
     settings.get.cache_clear()
-    return billing.Breaker.configured(settings.get())
+    return cancellation_breaker.Breaker.configured(settings.get())
 
 
 def test_when_the_breaker_will_hold_the_forecast_says_so_and_agrees_with_the_run(
@@ -161,7 +161,7 @@ def test_when_the_breaker_will_hold_the_forecast_says_so_and_agrees_with_the_run
     counts = billing_run.run(io.StringIO())
     assert (counts["held"], counts["forecast agreed"]) == (4, 1)
     # And with a breaker that lets them through, the forecast says they are carried out
-    loose = compute(day + timedelta(days=2), billing.Breaker(0.5, 25))
+    loose = compute(day + timedelta(days=2), cancellation_breaker.Breaker(0.5, 25))
     assert {line.action for line in loose.lines} == {"cancel: window closing"}
     assert loose.breaker["held"] is False
 
