@@ -1,6 +1,6 @@
 """What a simulation reports: per month charged, retried, refused, cancelled, held,
 club changes, webhooks, forecast agreement, units per SKU and double charges (which
-must be zero); as a table (ops/__main__.py), JSON and a plot; and its progress bar."""
+must be zero); as a table (ops/money_commands.py), JSON and a plot; and its progress bar."""
 
 from __future__ import annotations
 
