@@ -12,8 +12,9 @@ whole list (docs/eligible-cache.md).
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from datetime import datetime
-from typing import NamedTuple
+from typing import Generic, NamedTuple, TypeVar
 
 from sqlalchemy import (
     Boolean,
@@ -36,6 +37,7 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.types import UserDefinedType
 
 from repositories.tables import ClubStatusHistory
@@ -68,6 +70,32 @@ class Seen(NamedTuple):
 
     def params(self) -> dict:
         return {"seen_database": self.database, "seen_snapshot": self.snapshot}
+
+
+T = TypeVar("T")
+
+
+class Kept(Generic[T]):
+    """What a container read with the clubs, per database and key, beside the reading it was
+    read after. `get` gives it back only for an instant the reading is about; the caller
+    still checks `still_holds` (one process may use several databases: the key holds the
+    connection's URL, and the check the database's oid)."""
+
+    def __init__(self) -> None:
+        self._kept: dict[tuple[str, Hashable], tuple[T, Seen]] = {}
+
+    def get(self, connection: Connection, key: Hashable, at: datetime) -> tuple[T, Seen] | None:
+        kept = self._kept.get((str(connection.engine.url), key))
+        return kept if kept is not None and kept[1].holds_at(at) else None
+
+    def keep(self, connection: Connection, key: Hashable, value: T, seen: Seen) -> None:
+        self._kept[(str(connection.engine.url), key)] = (value, seen)
+
+    def forget(self, connection: Connection, key: Hashable) -> None:
+        self._kept.pop((str(connection.engine.url), key), None)
+
+    def clear(self) -> None:
+        self._kept.clear()
 
 
 def _database_oid() -> ScalarSelect:
@@ -110,5 +138,4 @@ def still_holds() -> ColumnElement[bool]:
 
 
 CHECK = select(still_holds())
-AT = bindparam("at", type_=DateTime)
-READING = select(*reading(AT))
+READING = select(*reading(bindparam("at", type_=DateTime)))

@@ -78,8 +78,11 @@ def eligible_ids(
         _SHIPPING_AND_BACKLOG, {"at": at, "statuses": list(statuses), "cap": MIX_CAP}
     ).one()
     path = eligible_path(backlog, outside, cache_rows)
-    seen = club_writes.Seen(database, snapshot, at, next_change)
-    _GUESSES[(str(connection.engine.url), statuses)] = (shipping, seen) if path == "cache" else None
+    if path == "cache":
+        seen = club_writes.Seen(database, snapshot, at, next_change)
+        _GUESSES.keep(connection, statuses, shipping, seen)
+    else:
+        _GUESSES.forget(connection, statuses)
     if shipping == "{}":
         return []
     params = {"at": at, "shipping": shipping, "after": after, "limit": limit}
@@ -135,10 +138,10 @@ MIX_FLOOR = 5_000
 MIX_CAP = 200_000
 
 
-# Per database and club statuses asked, the shipping clubs (an array's text) and the reading
-# of the clubs (repositories/club_writes.py) of this container's last page that read the
-# cache alone, or None: the next page's guess (`_cache_alone`).
-_GUESSES: dict[tuple[str, tuple[int, ...]], tuple[str, club_writes.Seen] | None] = {}
+# Per database and club statuses asked, the shipping clubs (an array's text) of this
+# container's last page that read the cache alone, and the reading of the clubs it was read
+# in (repositories/club_writes.py): the next page's guess (`_cache_alone`).
+_GUESSES: club_writes.Kept[str] = club_writes.Kept()
 
 
 def _cache_alone(
@@ -161,8 +164,8 @@ def _cache_alone(
     page it does not answer (the guess no longer holds, the page is empty, or ids hold a
     newline) goes the usual way, which renews the guess.
     """
-    guess = _GUESSES.get((str(connection.engine.url), statuses))
-    if guess is None or not guess[1].holds_at(at):
+    guess = _GUESSES.get(connection, statuses, at)
+    if guess is None:
         return None
     shipping, seen = guess
     conn = connection.execution_options(isolation_level="AUTOCOMMIT")

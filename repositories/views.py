@@ -17,7 +17,6 @@ from domain.charges import Charge, ChargeState
 from domain.read_model import ClubInfo, ClubListRow, HistoryRow, SubscriptionRecord
 from repositories import club_writes
 from repositories.charges import schedule_of
-from repositories.club_writes import Seen
 from repositories.tables import Club, ClubStatusHistory
 
 _CLUB = Club.__table__
@@ -74,7 +73,7 @@ _CLUBS = {
 # clubs it was read after (repositories/club_writes.py): served again, after one probe,
 # while nothing written to club or club_status_history since is visible and no scheduled
 # club status change has fallen due. Computing the list costs about 3 ms at 1,000 clubs.
-_CLUBS_READ: dict[tuple[str, int | None | str], tuple[tuple[ClubListRow, ...], Seen]] = {}
+_CLUBS_READ: club_writes.Kept[tuple[ClubListRow, ...]] = club_writes.Kept()
 _CLUB_INFO = select(_CLUB.c.id, _CLUB.c.name, _CLUB.c.store_sku).where(
     _CLUB.c.id == bindparam("club_id", type_=Integer)
 )
@@ -152,11 +151,10 @@ class SqlAlchemyViewRepository:
     def clubs(self, at: datetime, status_id: int | None | str) -> list[ClubListRow]:
         """The clubs as GET /clubs lists them; the last list this container read for the same
         filter and database while it still holds (`_CLUBS_READ`)."""
-        key = (str(self.connection.engine.url), status_id)
-        known = _CLUBS_READ.get(key)
+        known = _CLUBS_READ.get(self.connection, status_id, at)
         if known is not None:
             rows, seen = known
-            if seen.holds_at(at) and self.connection.scalar(club_writes.CHECK, seen.params()):
+            if self.connection.scalar(club_writes.CHECK, seen.params()):
                 return list(rows)
         # The reading first: the list's own snapshot then saw at least as much.
         database, snapshot, until = self.connection.execute(club_writes.READING, {"at": at}).one()
@@ -173,7 +171,8 @@ class SqlAlchemyViewRepository:
             rows = result.cursor.fetchall()
         finally:
             result.close()
-        _CLUBS_READ[key] = (tuple(rows), club_writes.Seen(database, snapshot, at, until))
+        seen = club_writes.Seen(database, snapshot, at, until)
+        _CLUBS_READ.keep(self.connection, status_id, tuple(rows), seen)
         return rows
 
     def club(self, club_id: int) -> ClubInfo | None:
